@@ -1,0 +1,44 @@
+"""Cache state over REST (stats in the shape of seeds/model-cache-optimization.md, metrics).
+
+Endpoints that name a model (clear by ``model_id``, warm, verify) live in ``predictions.cache_apis``:
+``cache_app`` knows artifacts, not models."""
+
+from django.http import HttpResponse
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from cache_app import metrics, selectors
+from cache_app.permissions import IsStaff
+
+
+class CacheStatsApi(APIView):
+    permission_classes = [IsStaff]
+
+    @extend_schema(responses=dict)
+    def get(self, request):
+        stats = selectors.cache_stats()
+        return Response(
+            {
+                "cache_stats": stats,
+                "message": f"Cache contains {stats['total_models']} models using {stats['total_size_mb']} MB",
+            }
+        )
+
+
+class CacheMetricsApi(APIView):
+    permission_classes = [IsStaff]
+
+    class QuerySerializer(serializers.Serializer):
+        hours = serializers.IntegerField(required=False, min_value=1, max_value=24 * 90, default=24)
+
+    @extend_schema(parameters=[QuerySerializer], responses=dict)
+    def get(self, request):
+        query = self.QuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return Response(selectors.cache_metrics(hours=query.validated_data["hours"]))
+
+
+def metrics_view(request):
+    return HttpResponse(metrics.metrics_render(), content_type="text/plain; version=0.0.4; charset=utf-8")

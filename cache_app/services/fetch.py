@@ -1,0 +1,274 @@
+"""Getting an artifact onto this node's disk: the disk -> shared -> origin half of the tiered cache.
+
+``artifact_fetch`` returns the extracted folder of an artifact, fetching it if needed, following the steps
+of DESIGN.md section 3: hit check, single flight, room first, streamed and verified download from the first
+tier with a good copy, safe extraction into a temporary folder, atomic rename, records, write-through.
+"""
+
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.utils import timezone
+
+from cache_app.models import Artifact, CacheEntry, FetchRecord, Tier
+from cache_app.services import archives, eviction
+from cache_app.services.errors import ArtifactUnavailable
+from cache_app.services.integrity import HashingWriter
+from cache_app.services.locks import single_flight
+from cache_app.services.stats import counters
+from cache_app.services.tiers import tier_for
+from cache_app.services.tiers.base import Location, ObjectMissing, TierError
+
+logger = logging.getLogger(__name__)
+
+COMPLETE_MARKER = ".complete"
+MANIFEST_NAME = "MANIFEST.json"
+MODEL_FOLDER = "model"
+TEMP_FOLDER = ".tmp"
+# The shared tier is one copy for the whole fleet: its entries carry this node name.
+FLEET_NODE = "*"
+
+
+class FetchFailed(ArtifactUnavailable):
+    """No tier could supply a verified, safe copy. ``attempts`` says what each tier answered."""
+
+    code = "model_fetch_failed"
+
+    def __init__(self, artifact: Artifact, attempts: list[tuple[str, str]]):
+        self.artifact = artifact
+        self.attempts = attempts
+        tried = "; ".join(f"{tier}: {reason}" for tier, reason in attempts) or "no tier to try"
+        super().__init__(f"could not fetch artifact {artifact.pk}: {tried}")
+
+
+@dataclass
+class Fetched:
+    path: Path  # the extracted folder
+    tier: str  # disk, shared or origin: where the bytes came from for this request
+    seconds: float
+    entry_id: int | None = None
+    steps: dict[str, float] = field(default_factory=dict)
+
+
+def cache_root() -> Path:
+    return Path(settings.MODEL_CACHE_DIR)
+
+
+def entry_dir(artifact: Artifact) -> Path:
+    return cache_root() / artifact.cache_key
+
+
+def shared_location(artifact: Artifact) -> Location | None:
+    """Shared copies are named by content, so any node can find one and a stale one cannot be mistaken."""
+    if not settings.MODEL_SHARED_URI or not artifact.sha256:
+        return None
+    return Location.parse(settings.MODEL_SHARED_URI).child(f"{artifact.sha256}.{artifact.format}")
+
+
+def artifact_fetch(*, artifact: Artifact) -> Fetched:
+    started = time.monotonic()
+    while True:
+        hit = _disk_hit(artifact, started=started)
+        if hit is not None:
+            return hit
+        complete = entry_dir(artifact) / COMPLETE_MARKER
+        with single_flight(
+            artifact.cache_key, timeout=settings.MODEL_FETCH_WAIT_SECONDS, done=complete.exists
+        ) as must_fetch:
+            if must_fetch:
+                counters().record(Tier.DISK, misses=1)
+                # The deadline bounds the transfer, so it starts now: waiting for others has its own limit.
+                deadline = time.monotonic() + settings.MODEL_FETCH_DEADLINE_SECONDS
+                return _fetch_into_disk(artifact, started=started, deadline=deadline)
+        # Someone else fetched it while we waited. The hit is recorded outside the locks, so waiters do not
+        # queue behind each other's database writes; if it was evicted meanwhile, go round again.
+
+
+def _disk_hit(artifact: Artifact, *, started: float) -> Fetched | None:
+    folder = entry_dir(artifact)
+    if not (folder / COMPLETE_MARKER).exists():
+        return None
+    entry_id = (
+        CacheEntry.objects.filter(artifact=artifact, node=settings.NODE_NAME, tier=Tier.DISK)
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if entry_id is None:
+        # A complete folder without a row (the database was reset, or a crash between rename and record):
+        # the marker proves it whole, so adopt it.
+        entry_id = disk_entry_record(artifact, folder, verified=False).pk
+    # Buffered like memory hits: concurrent waiters released by one fetch must not queue on row writes.
+    counters().touch(entry_id)
+    counters().record(Tier.DISK, hits=1)
+    return Fetched(path=folder / MODEL_FOLDER, tier=Tier.DISK, seconds=time.monotonic() - started, entry_id=entry_id)
+
+
+def _fetch_into_disk(artifact: Artifact, *, started: float, deadline: float) -> Fetched:
+    _drop_stale_copies(artifact)
+    needed = (artifact.size_bytes or 0) + (artifact.unpacked_bytes or 3 * (artifact.size_bytes or 0))
+    eviction.disk_make_room(needed_bytes=needed, keep_artifact_id=artifact.pk)
+
+    temp_root = cache_root() / TEMP_FOLDER
+    temp_root.mkdir(parents=True, exist_ok=True)
+    archive_path = temp_root / f"{uuid.uuid4().hex}.archive"
+    staging = temp_root / f"{uuid.uuid4().hex}.dir"
+    steps: dict[str, float] = {}
+    try:
+        step = time.monotonic()
+        tier = _download_verified(artifact, archive_path, deadline=deadline)
+        steps["download"] = time.monotonic() - step
+
+        step = time.monotonic()
+        manifest = archives.archive_extract(
+            archive_path=archive_path,
+            dest_dir=staging / MODEL_FOLDER,
+            format=artifact.format,
+            limits=archives.limits_from_settings(),
+        )
+        unpacked = manifest["total_bytes"]
+        (staging / MANIFEST_NAME).write_text(json.dumps(manifest))
+        _make_read_only(staging / MODEL_FOLDER)
+        (staging / COMPLETE_MARKER).write_text(timezone.now().isoformat())
+        # The rename is the commit point: the final folder appears whole, marker included, or not at all.
+        final = entry_dir(artifact)
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(staging, final)
+        steps["extract"] = time.monotonic() - step
+
+        entry = disk_entry_record(artifact, final, verified=True, size_bytes=unpacked)
+        if artifact.unpacked_bytes != unpacked:
+            artifact.unpacked_bytes = unpacked
+            artifact.save(update_fields=["unpacked_bytes"])
+
+        if tier == Tier.ORIGIN:
+            step = time.monotonic()
+            _write_through_to_shared(artifact, archive_path)
+            steps["write_through"] = time.monotonic() - step
+    finally:
+        archive_path.unlink(missing_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
+    return Fetched(
+        path=final / MODEL_FOLDER, tier=tier, seconds=time.monotonic() - started, entry_id=entry.pk, steps=steps
+    )
+
+
+def _download_verified(artifact: Artifact, archive_path: Path, *, deadline: float) -> str:
+    """Stream the archive from the first tier with a good copy; return that tier's name."""
+    attempts: list[tuple[str, str]] = []
+    sources = [(Tier.SHARED, shared_location(artifact)), (Tier.ORIGIN, Location.parse(artifact.source_uri))]
+    for tier, location in sources:
+        if location is None:
+            continue
+        if time.monotonic() >= deadline:
+            attempts.append((tier, "not tried: the fetch deadline had passed"))
+            break
+        began = time.monotonic()
+        try:
+            with HashingWriter(archive_path) as writer:
+                tier_for(location).download(location, writer, deadline=deadline)
+                digest = writer.hexdigest()
+                size = writer.bytes_written
+        except ObjectMissing:
+            counters().record(tier, misses=1)
+            attempts.append((tier, f"no copy at {location.uri}"))
+            continue
+        except (TierError, OSError) as error:
+            _fetch_failed(artifact, tier, began, f"{location.uri}: {error}", attempts)
+            continue
+        if artifact.sha256 and digest != artifact.sha256:
+            _fetch_failed(
+                artifact,
+                tier,
+                began,
+                f"checksum mismatch at {location.uri}: expected {artifact.sha256}, got {digest}",
+                attempts,
+            )
+            if tier == Tier.SHARED:
+                _mark_shared(artifact, state=CacheEntry.State.CORRUPT)
+            continue
+        if not artifact.sha256:
+            logger.warning("artifact %s has no expected SHA-256; recording the computed %s", artifact.pk, digest)
+            artifact.sha256 = digest
+            artifact.save(update_fields=["sha256"])
+        seconds = time.monotonic() - began
+        counters().record(tier, hits=1, bytes_transferred=size, fetch_seconds=seconds)
+        FetchRecord.objects.create(
+            artifact=artifact, node=settings.NODE_NAME, tier=tier, size_bytes=size, seconds=seconds
+        )
+        return tier
+    archive_path.unlink(missing_ok=True)
+    raise FetchFailed(artifact, attempts)
+
+
+def _fetch_failed(artifact, tier: str, began: float, reason: str, attempts: list) -> None:
+    logger.warning("fetch of artifact %s from %s failed: %s", artifact.pk, tier, reason)
+    counters().record(tier, errors=1)
+    attempts.append((tier, reason))
+    FetchRecord.objects.create(
+        artifact=artifact, node=settings.NODE_NAME, tier=tier, seconds=time.monotonic() - began, error=reason
+    )
+
+
+def _write_through_to_shared(artifact: Artifact, archive_path: Path) -> None:
+    location = shared_location(artifact)
+    if location is None:
+        return
+    try:
+        tier_for(location).upload(location, archive_path)
+    except (TierError, OSError) as error:
+        # The model is served all the same; the next node just goes to origin too.
+        logger.warning("write-through of artifact %s to %s failed: %s", artifact.pk, location.uri, error)
+        counters().record(Tier.SHARED, errors=1)
+        return
+    _mark_shared(artifact, state=CacheEntry.State.READY, location=location.uri)
+
+
+def _mark_shared(artifact: Artifact, *, state: str, location: str = "") -> None:
+    now = timezone.now()
+    defaults = {"state": state, "generation": artifact.generation, "size_bytes": artifact.size_bytes or 0}
+    if location:
+        defaults.update(location=location, verified_at=now)
+    CacheEntry.objects.update_or_create(artifact=artifact, node=FLEET_NODE, tier=Tier.SHARED, defaults=defaults)
+
+
+def disk_entry_record(artifact: Artifact, folder: Path, *, verified: bool, size_bytes: int | None = None):
+    if size_bytes is None:
+        manifest = json.loads((folder / MANIFEST_NAME).read_text())
+        size_bytes = manifest["total_bytes"]
+    now = timezone.now()
+    defaults = {
+        "location": str(folder),
+        "generation": artifact.generation,
+        "size_bytes": size_bytes,
+        "state": CacheEntry.State.READY,
+        "last_accessed_at": now,
+    }
+    if verified:
+        defaults["verified_at"] = now
+    entry, _ = CacheEntry.objects.update_or_create(
+        artifact=artifact, node=settings.NODE_NAME, tier=Tier.DISK, defaults=defaults
+    )
+    return entry
+
+
+def _drop_stale_copies(artifact: Artifact) -> None:
+    """Folders of this artifact under an older generation or checksum: a clear elsewhere made them stale."""
+    current = artifact.cache_key
+    for folder in cache_root().glob(f"{artifact.pk}-*"):
+        if folder.name != current:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _make_read_only(root: Path) -> None:
+    # Loading never writes into a model folder; read-only files make any code that tries fail loudly.
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            os.chmod(os.path.join(dirpath, name), 0o444)

@@ -1,0 +1,103 @@
+"""Checksums computed while bytes stream in, so a download is verified without a second read."""
+
+import hashlib
+import io
+import os
+import threading
+
+
+class ChecksumMismatch(Exception):
+    def __init__(self, *, expected: str, actual: str, where: str):
+        super().__init__(f"SHA-256 mismatch for {where}: expected {expected}, got {actual}")
+        self.expected = expected
+        self.actual = actual
+        self.where = where
+
+
+class HashingWriter(io.RawIOBase):
+    """A file that hashes the bytes written to it in file order, whatever order they arrive in.
+
+    SDK fast paths (boto3's multipart download, Azure's ``max_concurrency``) write ranges out of order
+    through ``seek`` + ``write``. Ranges at the hashed frontier are hashed at once; ranges ahead of it wait
+    in memory until the gap before them is filled, so memory stays bounded by the SDK's concurrency window
+    and every byte is hashed exactly once, as it is written.
+    """
+
+    def __init__(self, path: os.PathLike | str):
+        super().__init__()
+        self._file = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self._sha256 = hashlib.sha256()
+        self._position = 0
+        self._hashed_to = 0
+        self._pending: dict[int, bytes] = {}
+        self._lock = threading.Lock()
+        self._rehash_at_end = False
+        self.bytes_written = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            self._position = offset
+        elif whence == io.SEEK_CUR:
+            self._position += offset
+        else:
+            raise io.UnsupportedOperation("HashingWriter cannot seek from the end")
+        return self._position
+
+    def write(self, data) -> int:
+        with self._lock:
+            offset = self._position
+            if self._file.tell() != offset:
+                self._file.seek(offset)
+            self._file.write(data)
+            size = len(data) if isinstance(data, bytes) else memoryview(data).nbytes
+            self._position = offset + size
+            self.bytes_written += size
+            if offset == self._hashed_to:
+                self._hash(data, size)
+                while self._hashed_to in self._pending:
+                    pending = self._pending.pop(self._hashed_to)
+                    self._hash(pending, len(pending))
+            elif offset > self._hashed_to:
+                # Only ranges ahead of the frontier are copied: the SDK may reuse its buffer.
+                self._pending[offset] = bytes(data)
+            else:
+                # An SDK retrying a part rewrites bytes already hashed. Rare: pay one re-read at the end
+                # rather than trusting a hash of bytes that may since have changed.
+                self._rehash_at_end = True
+        return len(data)
+
+    def _hash(self, data, size: int) -> None:
+        self._sha256.update(data)
+        self._hashed_to += size
+
+    def hexdigest(self) -> str:
+        if self._rehash_at_end:
+            self._file.flush()
+            return file_sha256(self._file.name)
+        if self._pending:
+            raise OSError(f"download left a gap: {len(self._pending)} ranges after byte {self._hashed_to}")
+        return self._sha256.hexdigest()
+
+    def close(self) -> None:
+        # No fsync: the download is a temporary that a crash sweeps away; what is kept is the extracted
+        # folder, committed by an atomic rename.
+        if not self.closed:
+            self._file.close()
+        super().close()
+
+
+def file_sha256(path: os.PathLike | str, *, chunk_size: int = 4 * 1024 * 1024) -> str:
+    sha256 = hashlib.sha256()
+    with open(path, "rb") as source:
+        while chunk := source.read(chunk_size):
+            sha256.update(chunk)
+    return sha256.hexdigest()

@@ -1,0 +1,12 @@
+"""The engine's per-process state in one place, so tests (and settings changes) can start it afresh."""
+
+
+def reset() -> None:
+    from cache_app.services import fleet, limits, locks, memory, stats, tiers
+
+    memory.memory_tier().clear()
+    stats.counters().discard()
+    locks.locks_reset()
+    limits.limits_reset()
+    fleet.fleet_reset()
+    tiers.tiers_reset()

@@ -1,0 +1,144 @@
+"""The ``s3://bucket/key`` tier: AWS S3 or any S3-compatible server (MinIO, moto, Ceph)."""
+
+import os
+import threading
+import time
+from contextlib import contextmanager
+from typing import BinaryIO
+
+import boto3
+import boto3.exceptions
+import botocore.exceptions
+import s3transfer.exceptions
+import urllib3.exceptions
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from django.conf import settings
+
+from .base import Location, ObjectMissing, RemoteTier, TierError
+
+MiB = 1024 * 1024
+# Connecting to S3 takes milliseconds; a host that has not answered in 10 s is down, not slow.
+CONNECT_TIMEOUT = 10.0
+# The longest silence tolerated on an open connection; downloads lower it to the time left.
+READ_TIMEOUT = 60.0
+# HTTP statuses and error codes meaning "no such object" (HeadObject has no body, hence the bare "404").
+MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
+# Everything the SDK stack raises for a failed transfer. s3transfer wraps streaming errors it retried in
+# RetriesExceededError; boto3 wraps upload failures in S3UploadFailedError (a Boto3Error).
+SDK_ERRORS = (
+    botocore.exceptions.BotoCoreError,
+    boto3.exceptions.Boto3Error,
+    s3transfer.exceptions.RetriesExceededError,
+    s3transfer.exceptions.S3DownloadFailedError,
+    s3transfer.exceptions.S3UploadFailedError,
+    urllib3.exceptions.HTTPError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+class S3Tier(RemoteTier):
+    """One bucket. The boto3 session and client are built on first use, from settings read at that time."""
+
+    scheme = "s3"
+
+    def __init__(self, *, container: str):
+        self.bucket = container
+        self._lock = threading.Lock()
+        self._session: boto3.session.Session | None = None
+        self._client = None
+
+    def download(self, location: Location, writer: BinaryIO, *, deadline: float) -> None:
+        client = self._download_client(deadline=deadline)
+
+        def check_deadline(bytes_transferred: int = 0, **_ignored) -> None:
+            # Raised in s3transfer's worker threads, it cancels the transfer and surfaces from
+            # download_fileobj: a slow trickle that never trips the read timeout still ends on time.
+            if time.monotonic() > deadline:
+                raise TierError(f"deadline passed while downloading {location.uri}")
+
+        # Checked before every attempt, so botocore's retries cannot run past the deadline either.
+        client.meta.events.register("before-send.s3.*", check_deadline)
+        try:
+            with self._errors(location, action="download"):
+                client.download_fileobj(
+                    self.bucket, location.key, writer, Config=self._transfer_config(), Callback=check_deadline
+                )
+        finally:
+            client.close()
+
+    def upload(self, location: Location, source_path: os.PathLike | str) -> None:
+        with self._errors(location, action="upload"):
+            self._shared_client().upload_file(
+                os.fspath(source_path), self.bucket, location.key, Config=self._transfer_config()
+            )
+
+    def size(self, location: Location) -> int:
+        with self._errors(location, action="head"):
+            return self._shared_client().head_object(Bucket=self.bucket, Key=location.key)["ContentLength"]
+
+    def delete(self, location: Location) -> None:
+        # S3 answers 204 whether or not the key existed, so "absent is not an error" comes for free.
+        with self._errors(location, action="delete"):
+            self._shared_client().delete_object(Bucket=self.bucket, Key=location.key)
+
+    def _transfer_config(self) -> TransferConfig:
+        # 8 parts of 8 MiB in flight: enough to fill a 10 Gb/s link to S3, and HashingWriter holds at
+        # most the out-of-order parts of that window in memory.
+        return TransferConfig(
+            multipart_threshold=8 * MiB,
+            multipart_chunksize=8 * MiB,
+            max_concurrency=8,
+            num_download_attempts=max(1, settings.MODEL_FETCH_RETRIES),
+        )
+
+    def _shared_client(self):
+        with self._lock:
+            if self._client is None:
+                self._client = self._new_client(read_timeout=READ_TIMEOUT, connect_timeout=CONNECT_TIMEOUT)
+            return self._client
+
+    def _download_client(self, *, deadline: float):
+        # A client per download, because botocore fixes timeouts (and event handlers) per client: each
+        # socket read may then wait only for the time this download has left. Clients from a shared
+        # session reuse its parsed service model, so this costs milliseconds against a model's seconds.
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TierError("deadline passed before the download started")
+        with self._lock:
+            return self._new_client(
+                read_timeout=min(READ_TIMEOUT, remaining), connect_timeout=min(CONNECT_TIMEOUT, remaining)
+            )
+
+    def _new_client(self, *, read_timeout: float, connect_timeout: float):
+        """Build a client; the caller holds ``self._lock`` (boto3 sessions are not thread-safe)."""
+        if self._session is None:
+            self._session = boto3.session.Session(
+                aws_access_key_id=settings.AWS_ACCESS_KEY_ID,
+                aws_secret_access_key=settings.AWS_SECRET_ACCESS_KEY,
+                region_name=settings.AWS_S3_REGION_NAME,
+            )
+        config = Config(
+            # "standard" retries throttling and 5xx with jittered backoff; the default "legacy" mode
+            # does not retry every transient error.
+            retries={"max_attempts": max(1, settings.MODEL_FETCH_RETRIES), "mode": "standard"},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_pool_connections=16,
+        )
+        return self._session.client("s3", endpoint_url=settings.AWS_S3_ENDPOINT_URL or None, config=config)
+
+    @contextmanager
+    def _errors(self, location: Location, *, action: str):
+        """Turn SDK failures into the tier's two errors; local errors (a full disk) pass through as is."""
+        try:
+            yield
+        except TierError:
+            raise
+        except botocore.exceptions.ClientError as error:
+            if str(error.response.get("Error", {}).get("Code", "")) in MISSING_CODES:
+                raise ObjectMissing(f"{location.uri} does not exist") from error
+            raise TierError(f"S3 {action} of {location.uri} failed: {error}") from error
+        except SDK_ERRORS as error:
+            raise TierError(f"S3 {action} of {location.uri} failed: {error!r}") from error

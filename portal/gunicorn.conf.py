@@ -1,0 +1,46 @@
+"""gunicorn settings for a portal node (``make run``). Every value can be overridden from the environment."""
+
+import os
+
+bind = os.environ.get("PORTAL_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("PORTAL_THREADS", "4"))
+timeout = int(os.environ.get("PORTAL_TIMEOUT", "600"))  # a cold multi-GB fetch can take minutes
+# Import Django and AutoGluon once in the master: workers fork with them loaded, so no request pays the
+# seconds ``import autogluon.tabular`` costs.
+preload_app = True
+accesslog = "-"
+
+
+def on_starting(server):
+    """In the master, after the app is preloaded and before any worker forks."""
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db import connections
+
+    call_command("cache_reconcile")
+    if settings.MODEL_WARM_PINNED_ON_START:
+        from predictions.services import pinned_versions_warm
+
+        for version, tier in pinned_versions_warm():
+            server.log.info("warmed pinned %s from %s", version, tier)
+    # Workers fork from here: a database connection shared across processes would corrupt both.
+    connections.close_all()
+
+
+def post_fork(server, worker):
+    # Each worker listens for clears from other nodes so its memory tier drops them at once.
+    from cache_app.services import fleet
+
+    fleet.invalidation_subscriber_start()
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(worker.pid)

@@ -1,0 +1,201 @@
+"""Every setting of the portal, read from the environment in this one place.
+
+The embedded default (no environment at all) is one node: SQLite, a local folder as the model origin and
+everything under ``PORTAL_DATA_DIR``. ``DATABASE_URL``, ``REDIS_URL`` and ``MODEL_SHARED_URI`` turn it into
+a fleet member. ``DJANGO_PRODUCTION=true`` demands real secrets and passes ``manage.py check --deploy``.
+"""
+
+import os
+import socket
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env")
+
+PRODUCTION = env.bool("DJANGO_PRODUCTION", default=False)
+DATA_DIR = Path(env("PORTAL_DATA_DIR", default=str(BASE_DIR / "var"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+if PRODUCTION:
+    # No defaults: a production node that forgot its secret must not start with a public one.
+    SECRET_KEY = env("DJANGO_SECRET_KEY")
+    ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")
+    DEBUG = False
+else:
+    SECRET_KEY = env("DJANGO_SECRET_KEY", default="insecure-local-development-key-change-me")
+    ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
+    DEBUG = env.bool("DJANGO_DEBUG", default=False)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "cache_app",
+    "predictions",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "portal.urls"
+WSGI_APPLICATION = "portal.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'portal.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Several gunicorn workers write to one SQLite file: WAL lets readers run beside the writer, and
+    # IMMEDIATE transactions plus a busy timeout make writers queue instead of failing with "locked".
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+    }
+    # A file, not memory: tests share it with threads and child processes. One per test run, so that
+    # several runs on one machine do not recreate each other's database.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-portal-{os.getpid()}.sqlite3")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "staticfiles"
+STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise warns on every request until collectstatic has run
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+MEDIA_ROOT = DATA_DIR / "media"
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "catalog"
+LOGOUT_REDIRECT_URL = "login"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "predictions.authentication.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "portal.exceptions.api_exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Model Cache Portal API",
+    "VERSION": "1.0.0",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# The staff login `make run` makes sure of; with no password given one is generated and kept in DATA_DIR.
+PORTAL_ADMIN_USER = env("PORTAL_ADMIN_USER", default="admin")
+PORTAL_ADMIN_PASSWORD = env("PORTAL_ADMIN_PASSWORD", default="")
+PORTAL_BIND = env("PORTAL_BIND", default="127.0.0.1:8000")
+
+# --- The model cache -------------------------------------------------------------------------------------
+NODE_NAME = env("PORTAL_NODE_NAME", default=socket.gethostname())
+# Where `publish_model` puts new archives: file:///abs/folder, s3://bucket/prefix or azure://container/prefix.
+MODEL_ORIGIN_URI = env("MODEL_ORIGIN_URI", default=(DATA_DIR / "origin").as_uri())
+# The fleet's shared tier (s3://bucket/prefix or azure://container/prefix); empty: no shared tier.
+MODEL_SHARED_URI = env("MODEL_SHARED_URI", default="")
+MODEL_CACHE_DIR = Path(env("MODEL_CACHE_DIR", default=str(DATA_DIR / "model_cache"))).resolve()
+# Defaults for the runtime limits; staff change them in the admin without a restart.
+MODEL_CACHE_MAX_BYTES = env.int("MODEL_CACHE_MAX_BYTES", default=10 * 1024**3)
+MODEL_MEMORY_MAX_BYTES = env.int("MODEL_MEMORY_MAX_BYTES", default=4 * 1024**3)
+MODEL_MEMORY_MAX_COUNT = env.int("MODEL_MEMORY_MAX_COUNT", default=8)
+MODEL_CACHE_HIT_RATE_WARNING = env.float("MODEL_CACHE_HIT_RATE_WARNING", default=0.5)
+# A whole fetch (all tiers, all retries) must finish within this many seconds.
+MODEL_FETCH_DEADLINE_SECONDS = env.float("MODEL_FETCH_DEADLINE_SECONDS", default=600.0)
+MODEL_FETCH_RETRIES = env.int("MODEL_FETCH_RETRIES", default=3)
+# How long a request waits for another thread, process or node that is fetching the same model.
+MODEL_FETCH_WAIT_SECONDS = env.float("MODEL_FETCH_WAIT_SECONDS", default=900.0)
+# The fleet lock's lease, renewed while its holder lives: a node that dies frees the others this fast.
+MODEL_FETCH_LOCK_LEASE_SECONDS = env.float("MODEL_FETCH_LOCK_LEASE_SECONDS", default=15.0)
+# Caps on what an archive may extract to: refuse bombs before they fill the disk.
+MODEL_EXTRACT_MAX_BYTES = env.int("MODEL_EXTRACT_MAX_BYTES", default=20 * 1024**3)
+MODEL_EXTRACT_MAX_MEMBERS = env.int("MODEL_EXTRACT_MAX_MEMBERS", default=100_000)
+MODEL_EXTRACT_MAX_RATIO = env.float("MODEL_EXTRACT_MAX_RATIO", default=200.0)
+MODEL_WARM_PINNED_ON_START = env.bool("MODEL_WARM_PINNED_ON_START", default=False)
+
+REDIS_URL = env("REDIS_URL", default="")
+
+# Clients of the remote tiers. django-storages reads these names; the tiers add retries and deadlines.
+AWS_S3_ENDPOINT_URL = env("AWS_S3_ENDPOINT_URL", default=None)
+AWS_ACCESS_KEY_ID = env("AWS_ACCESS_KEY_ID", default=None)
+AWS_SECRET_ACCESS_KEY = env("AWS_SECRET_ACCESS_KEY", default=None)
+AWS_S3_REGION_NAME = env("AWS_S3_REGION_NAME", default="us-east-1")
+AZURE_CONNECTION_STRING = env("AZURE_CONNECTION_STRING", default=None)
+
+# --- Predictions -----------------------------------------------------------------------------------------
+PREDICT_MAX_ROWS = env.int("PREDICT_MAX_ROWS", default=100_000)
+PREDICT_MAX_UPLOAD_BYTES = env.int("PREDICT_MAX_UPLOAD_BYTES", default=50 * 1024**2)
+# CSV batch jobs: split into chunks that workers predict in parallel (Celery with REDIS_URL, else in-process).
+PREDICT_JOB_CHUNK_ROWS = env.int("PREDICT_JOB_CHUNK_ROWS", default=10_000)
+PREDICT_JOB_MAX_UPLOAD_BYTES = env.int("PREDICT_JOB_MAX_UPLOAD_BYTES", default=1024**3)
+# The Celery queue for chunks: fleets that share one Redis keep apart by naming theirs.
+PREDICT_JOB_QUEUE = env("PREDICT_JOB_QUEUE", default="portal")
+DATA_UPLOAD_MAX_MEMORY_SIZE = PREDICT_MAX_UPLOAD_BYTES + 1024**2
+FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024**2
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    # The Azure SDK logs every HTTP request at INFO.
+    "loggers": {"azure": {"level": "WARNING"}},
+}
+
+if PRODUCTION:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=60 * 60 * 24 * 30)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -1,0 +1,163 @@
+"""The prediction API. Thin views: parse, call ``predictions.services``, shape the answer."""
+
+import csv
+import io
+import time
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import BaseParser, FormParser, JSONParser, MultiPartParser
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from predictions import inputs, selectors, services
+
+
+class CSVBodyParser(BaseParser):
+    media_type = "text/csv"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return stream.read() if stream is not None else b""
+
+
+class FeatureJSONParser(JSONParser):
+    """Parses NaN and Infinity literals so validation can name the field that holds them (then refuse it)."""
+
+    strict = False
+
+
+class CSVRenderer(BaseRenderer):
+    """Rows of predictions as CSV (``Accept: text/csv`` or ``?format=csv``); errors as field,error rows."""
+
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        out = io.StringIO()
+        if isinstance(data, list) and data:
+            writer = csv.DictWriter(out, fieldnames=list(data[0]))
+            writer.writeheader()
+            writer.writerows(data)
+        elif isinstance(data, dict):
+            writer = csv.writer(out)
+            writer.writerow(["field", "error"])
+            for field, message in (data.get("errors") or {"detail": data.get("detail", "")}).items():
+                writer.writerow([field, message])
+        return out.getvalue().encode(self.charset)
+
+
+class VersionSerializer(serializers.Serializer):
+    number = serializers.IntegerField()
+    problem_type = serializers.CharField()
+    label = serializers.CharField()
+    eval_metric = serializers.CharField()
+    features = serializers.JSONField()
+    class_labels = serializers.JSONField()
+    autogluon_version = serializers.CharField()
+    size_bytes = serializers.IntegerField(source="artifact.size_bytes")
+    sha256 = serializers.CharField(source="artifact.sha256")
+    created_at = serializers.DateTimeField()
+
+
+class ModelOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    current_version = VersionSerializer()
+    cached_in = serializers.SerializerMethodField()
+
+    def get_cached_in(self, model) -> list[str]:
+        if model.current_version is None:
+            return []
+        return selectors.cache_tiers_of(version=model.current_version)
+
+
+class ModelListApi(APIView):
+    @extend_schema(responses=ModelOutputSerializer(many=True))
+    def get(self, request):
+        return Response(ModelOutputSerializer(selectors.model_list(), many=True).data)
+
+
+class ModelDetailApi(APIView):
+    @extend_schema(responses=ModelOutputSerializer)
+    def get(self, request, model_ref):
+        return Response(ModelOutputSerializer(selectors.model_get(model_ref=model_ref)).data)
+
+
+class PredictApi(APIView):
+    """One row (``{"features": {...}}`` or the flat object), many (``{"instances": [...]}``), or CSV."""
+
+    parser_classes = [FeatureJSONParser, CSVBodyParser, MultiPartParser, FormParser]
+    renderer_classes = [JSONRenderer, CSVRenderer]
+
+    class QuerySerializer(serializers.Serializer):
+        version = serializers.IntegerField(required=False, min_value=1)
+
+    @extend_schema(
+        request={"application/json": dict, "text/csv": str, "multipart/form-data": dict},
+        parameters=[OpenApiParameter("version", int, description="A version number; default: the current one")],
+        responses={200: dict, 400: dict, 404: dict, 503: dict},
+        description="Predict one row, many rows or a CSV file with the model's current (or given) version.",
+    )
+    def post(self, request, model_ref):
+        started = time.monotonic()
+        query = self.QuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        model = selectors.model_get(model_ref=model_ref)
+        version = selectors.version_get(model=model, number=query.validated_data.get("version"))
+        frame, single = self._rows(request, version)
+        result = services.prediction_run(version=version, frame=frame, user=request.user, started=started)
+        if request.accepted_renderer.format == "csv":
+            return Response(_result_rows(frame, result))
+        return Response(_result_body(result, single=single))
+
+    def _rows(self, request, version):
+        if request.content_type.startswith("text/csv"):
+            # DRF skips the parser for an empty body and hands back an empty dict.
+            body = request.data if isinstance(request.data, bytes) else b""
+            return inputs.rows_from_csv(version=version, data=body), False
+        if "file" in request.FILES:
+            return inputs.rows_from_csv(version=version, data=request.FILES["file"].read()), False
+        data = request.data
+        if not isinstance(data, dict) or not data:
+            raise ParseError("send a JSON object: {\"features\": {...}}, {\"instances\": [...]} or a CSV file")
+        if "instances" in data:
+            return inputs.rows_from_json(version=version, rows=data["instances"]), False
+        features = data.get("features", data)
+        if not isinstance(features, dict):
+            raise inputs.InvalidInput({"features": "must be an object of feature values"})
+        return inputs.rows_from_json(version=version, rows=[features], where="features"), True
+
+
+def _result_body(result: services.PredictionResult, *, single: bool) -> dict:
+    body = {
+        "model": result.version.model.name,
+        "model_id": result.version.model_id,
+        "version": result.version.number,
+        "from_cache": result.from_cache,
+        "uses_real_model": True,
+        "served_from": result.served_from,
+        "timings_ms": result.timings_ms,
+    }
+    if single:
+        body["prediction"] = result.predictions[0]
+        if result.probabilities is not None:
+            body["probabilities"] = result.probabilities[0]
+    else:
+        body["predictions"] = result.predictions
+        if result.probabilities is not None:
+            body["probabilities"] = result.probabilities
+    return body
+
+
+def _result_rows(frame, result: services.PredictionResult) -> list[dict]:
+    column = services.prediction_column(result.version)
+    rows = frame.astype(object).where(frame.notna(), "").to_dict(orient="records")
+    for index, row in enumerate(rows):
+        row[column] = result.predictions[index]
+        for name, probability in (result.probabilities[index] if result.probabilities else {}).items():
+            row[f"probability_{name}"] = probability
+    return rows

@@ -1,0 +1,99 @@
+"""The jobs API: submit a CSV batch, follow it, download its result. Thin: ``predictions.jobs`` does the work."""
+
+from django.http import StreamingHttpResponse
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from predictions import jobs, selectors
+
+
+class JobOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    model = serializers.CharField(source="version.model.name")
+    model_id = serializers.IntegerField(source="version.model_id")
+    version = serializers.IntegerField(source="version.number")
+    filename = serializers.CharField()
+    status = serializers.CharField()
+    progress = serializers.SerializerMethodField()
+    rows_total = serializers.IntegerField()
+    rows_done = serializers.IntegerField()
+    chunks_total = serializers.IntegerField()
+    chunks_done = serializers.IntegerField()
+    error = serializers.SerializerMethodField()
+    node = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField()
+    url = serializers.SerializerMethodField()
+    result_url = serializers.SerializerMethodField()
+
+    def get_progress(self, job) -> float:
+        return jobs.job_progress(job)
+
+    def get_error(self, job) -> dict | None:
+        return jobs.job_error(job)
+
+    def get_url(self, job) -> str:
+        return reverse("job-api-detail", args=[job.pk])
+
+    def get_result_url(self, job) -> str | None:
+        return reverse("job-api-result", args=[job.pk]) if job.status == job.Status.SUCCEEDED else None
+
+
+class JobListApi(APIView):
+    """``GET``: your jobs (staff: everyone's). ``POST`` multipart ``file`` + ``model`` (+ ``version``): a new job."""
+
+    parser_classes = [MultiPartParser, FormParser]
+
+    class InputSerializer(serializers.Serializer):
+        model = serializers.CharField()
+        version = serializers.IntegerField(required=False, min_value=1)
+
+    @extend_schema(operation_id="jobs_list", responses=JobOutputSerializer(many=True))
+    def get(self, request):
+        return Response(JobOutputSerializer(jobs.job_list(user=request.user), many=True).data)
+
+    @extend_schema(
+        request={"multipart/form-data": InputSerializer},
+        responses={201: JobOutputSerializer, 400: OpenApiResponse(description="the row and column at fault")},
+    )
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        upload = request.FILES.get("file")
+        if upload is None:
+            raise ParseError("send the rows as a multipart file field named 'file' (CSV with a header row)")
+        model = selectors.model_get(model_ref=data.validated_data["model"])
+        version = selectors.version_get(model=model, number=data.validated_data.get("version"))
+        # InvalidInput (row and column at fault) becomes a 400 in portal.exceptions.
+        job = jobs.job_create(version=version, data=upload, filename=upload.name, user=request.user)
+        body = JobOutputSerializer(job).data
+        return Response(body, status=status.HTTP_201_CREATED, headers={"Location": body["url"]})
+
+
+class JobDetailApi(APIView):
+    @extend_schema(responses=JobOutputSerializer)
+    def get(self, request, job_id):
+        return Response(JobOutputSerializer(jobs.job_get(user=request.user, job_id=job_id)).data)
+
+
+class JobResultApi(APIView):
+    """The result CSV: the input's columns, ``prediction``, and ``probability_<class>`` for classifiers."""
+
+    @extend_schema(responses={(200, "text/csv"): str, 409: OpenApiResponse(description="not finished")})
+    def get(self, request, job_id):
+        job = jobs.job_get(user=request.user, job_id=job_id)
+        if job.status != job.Status.SUCCEEDED:
+            return Response(
+                {"detail": f"job {job.pk} is {job.status}; the result exists once it has succeeded", "status": job.status},
+                status=status.HTTP_409_CONFLICT,
+            )
+        response = StreamingHttpResponse(jobs.job_result_lines(job=job), content_type="text/csv; charset=utf-8")
+        name = f"{job.version.model.name}-v{job.version.number}-job{job.pk}.csv"
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        return response

@@ -1,0 +1,50 @@
+"""The jobs pages: upload a CSV as a batch job, list jobs, follow one (progress polled by static/portal/jobs.js)."""
+
+from django import forms
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import redirect, render
+
+from predictions import jobs, selectors
+from predictions.inputs import InvalidInput
+
+
+class JobForm(forms.Form):
+    model = forms.ChoiceField(label="Model")
+    version = forms.IntegerField(label="Version", required=False, min_value=1, help_text="empty: the current one")
+    file = forms.FileField(label="CSV file", widget=forms.ClearableFileInput(attrs={"accept": ".csv,text/csv"}))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["model"].choices = [
+            (m.name, f"{m.name} (v{m.current_version.number})")
+            for m in selectors.model_list()
+            if m.current_version is not None
+        ]
+
+
+@login_required
+def job_list(request):
+    form = JobForm(request.POST or None, request.FILES or None)
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            model = selectors.model_get(model_ref=form.cleaned_data["model"])
+            version = selectors.version_get(model=model, number=form.cleaned_data.get("version"))
+            upload = form.cleaned_data["file"]
+            try:
+                job = jobs.job_create(version=version, data=upload, filename=upload.name, user=request.user)
+            except InvalidInput as error:
+                for key, message in error.errors.items():
+                    form.add_error("file" if key == "file" else None, message if key == "file" else f"{key}: {message}")
+            else:
+                return redirect("job-detail", job_id=job.pk)
+        status = 400
+    rows = [{"job": job, "progress": jobs.job_progress(job)} for job in jobs.job_list(user=request.user, limit=50)]
+    return render(request, "predictions/jobs.html", {"form": form, "rows": rows}, status=status)
+
+
+@login_required
+def job_detail(request, job_id):
+    job = jobs.job_get(user=request.user, job_id=job_id)
+    context = {"job": job, "progress": jobs.job_progress(job), "error": jobs.job_error(job)}
+    return render(request, "predictions/job_detail.html", context)

@@ -1,0 +1,397 @@
+"""CSV batch prediction jobs: services (create, run a chunk, fail, wait) and selectors (list, get, result).
+
+A job's CSV is validated whole when it is created (a malformed file is a 400 naming row and column, and
+no job), then stored in the database as chunks of ``PREDICT_JOB_CHUNK_ROWS`` rows: the database is the one
+store every node and worker shares. Chunks run
+
+- on Celery workers (``REDIS_URL`` set): one task per chunk, in parallel, each worker serving the model
+  through its own cache tiers (``predictions.services.prediction_run``);
+- in the server process otherwise (the embedded default): a background thread runs the chunks in order,
+  so no broker is needed.
+
+A chunk is finished with one conditional update (``done=False -> True``) in the same transaction that
+adds its rows to the job's progress, so a chunk delivered twice (a worker killed after predicting, before
+acknowledging) is stored and counted once. The result is the chunks' rows concatenated by index: the
+input's rows in the input's order, each exactly once.
+"""
+
+import csv
+import io
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.http import Http404
+from django.utils import timezone
+
+from cache_app.services.errors import ArtifactUnavailable
+from predictions import inputs, services
+from predictions.models import BatchChunk, BatchJob, ModelVersion
+
+logger = logging.getLogger(__name__)
+
+TERMINAL = (BatchJob.Status.SUCCEEDED, BatchJob.Status.FAILED)
+_ROW_KEY = re.compile(r"^row (\d+)")
+
+
+class JobNotFinished(Exception):
+    pass
+
+
+class ChunkUnavailable(Exception):
+    """The model could not be served for a chunk right now (fetch failed, cache full...): worth a retry."""
+
+
+# --- Settings -----------------------------------------------------------------------------------------------
+
+
+def chunk_rows_setting() -> int:
+    rows = int(settings.PREDICT_JOB_CHUNK_ROWS)
+    # A chunk is predicted as one request would be, so it obeys the per-request row limit.
+    return max(1, min(rows, settings.PREDICT_MAX_ROWS))
+
+
+def max_upload_bytes_setting() -> int:
+    return int(settings.PREDICT_JOB_MAX_UPLOAD_BYTES)
+
+
+def job_queue_setting() -> str:
+    """The Celery queue chunks go to (workers consume it: ``celery -A portal worker -Q <name>``)."""
+    return settings.PREDICT_JOB_QUEUE
+
+
+def uses_celery() -> bool:
+    """Celery workers when a broker is configured; the server process otherwise."""
+    return bool(settings.REDIS_URL)
+
+
+# --- Creating a job -----------------------------------------------------------------------------------------
+
+
+def _csv_line(values: list[str]) -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow(values)
+    return out.getvalue()
+
+
+def _text_stream(data) -> io.TextIOWrapper:
+    """The CSV as text (UTF-8, BOM dropped) read as it is parsed: a big upload never sits in memory twice."""
+    if isinstance(data, bytes | bytearray):
+        size, raw = len(data), io.BytesIO(data)
+    elif hasattr(data, "temporary_file_path"):  # a big upload Django spooled to disk
+        size, raw = data.size, open(data.temporary_file_path(), "rb")  # noqa: SIM115 - closed with the wrapper
+    elif hasattr(data, "file") and hasattr(data, "size"):  # a small upload held in memory
+        data.file.seek(0)
+        size, raw = data.size, data.file
+    else:  # an open binary file
+        size, raw = os.fstat(data.fileno()).st_size, data
+    limit = max_upload_bytes_setting()
+    if size > limit:
+        raise inputs.InvalidInput({"file": f"is {size} bytes; the limit for a job is {limit}"})
+    # newline="" as the csv module wants: quoted newlines stay inside their field.
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+
+
+def _shift_errors(errors: dict[str, str], offset: int) -> dict[str, str]:
+    """Chunk-relative "row 4, column sqft" -> the file's row number."""
+    return {_ROW_KEY.sub(lambda m: f"row {int(m.group(1)) + offset}", key): message for key, message in errors.items()}
+
+
+def _validate(version: ModelVersion, header_line: str, records_text: str, *, offset: int) -> None:
+    try:
+        inputs.rows_from_csv(version=version, data=(header_line + records_text).encode())
+    except inputs.InvalidInput as error:
+        raise inputs.InvalidInput(_shift_errors(error.errors, offset)) from None
+
+
+def _split(version: ModelVersion, data, chunk_rows: int) -> Iterator[tuple[str, list]]:
+    """Yield ("header", header) once, then ("chunk", [first_record, rows, text]) per chunk, validated.
+
+    Records are counted as ``inputs.rows_from_csv`` counts them (blank records included), so the row an
+    error names is the row of the uploaded file.
+    """
+    reader = csv.reader(_text_stream(data))
+    try:
+        header = [name.strip() for name in next(reader)]
+    except StopIteration:
+        raise inputs.InvalidInput({"file": "is empty"}) from None
+    except UnicodeDecodeError as error:
+        raise inputs.InvalidInput({"file": "is not UTF-8 text"}) from error
+    except csv.Error as error:
+        raise inputs.InvalidInput({"file": f"has no readable header row ({error})"}) from error
+    if not any(header):
+        raise inputs.InvalidInput({"file": "has no readable header row"})
+    if len(set(header)) != len(header):
+        raise inputs.InvalidInput({"header": "has duplicate column names"})
+    header_line = _csv_line(header)
+    yield "header", header
+    first_record = 0  # records before the current chunk
+    record = 0
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    rows = 0
+    try:
+        for values in reader:
+            record += 1
+            writer.writerow(values)
+            if values and any(v.strip() for v in values):
+                rows += 1
+            if rows >= chunk_rows:
+                text = buffer.getvalue()
+                _validate(version, header_line, text, offset=first_record)
+                yield "chunk", [first_record, rows, text]
+                first_record, rows = record, 0
+                buffer = io.StringIO()
+                writer = csv.writer(buffer, lineterminator="\n")
+    except UnicodeDecodeError as error:
+        raise inputs.InvalidInput({f"row {record + 1}": "is not UTF-8 text"}) from error
+    except csv.Error as error:
+        raise inputs.InvalidInput({f"row {record + 1}": f"is not valid CSV ({error})"}) from error
+    if rows:
+        text = buffer.getvalue()
+        _validate(version, header_line, text, offset=first_record)
+        yield "chunk", [first_record, rows, text]
+
+
+def job_create(*, version: ModelVersion, data, filename: str = "", user=None, start: bool = True) -> BatchJob:
+    """Validate the whole CSV (``bytes``, an upload or a binary file), store it as chunks and start it.
+
+    Raises ``inputs.InvalidInput`` (rows and columns at fault, file-relative) and stores nothing then.
+    ``start=False`` leaves the job queued (for callers that run chunks themselves).
+    """
+    chunk_rows = chunk_rows_setting()
+    batch: list[BatchChunk] = []
+    with transaction.atomic():
+        job = None
+        index = 0
+        rows_total = 0
+        for kind, payload in _split(version, data, chunk_rows):
+            if kind == "header":
+                job = BatchJob.objects.create(
+                    user=user if user is not None and user.is_authenticated else None,
+                    version=version,
+                    filename=filename[:255],
+                    input_header=_csv_line(payload),
+                    node=settings.NODE_NAME,
+                )
+                continue
+            first_record, rows, text = payload
+            batch.append(BatchChunk(job=job, index=index, first_record=first_record, rows=rows, input_csv=text))
+            index += 1
+            rows_total += rows
+            if len(batch) >= 20:  # bounded memory for big files
+                BatchChunk.objects.bulk_create(batch)
+                batch = []
+        if rows_total == 0:
+            raise inputs.InvalidInput({"file": "has a header but no data rows"})
+        BatchChunk.objects.bulk_create(batch)
+        BatchJob.objects.filter(pk=job.pk).update(rows_total=rows_total, chunks_total=index)
+        job.rows_total, job.chunks_total = rows_total, index
+        if start:
+            transaction.on_commit(lambda: job_start(job=job))
+    logger.info("job %s: %s rows in %s chunks of %s for %s", job.pk, rows_total, index, chunk_rows, version)
+    return job
+
+
+def job_start(*, job: BatchJob) -> None:
+    """Hand the job's unfinished chunks to Celery, or to a thread of this process without a broker."""
+    chunk_ids = list(job.chunks.filter(done=False).order_by("index").values_list("pk", flat=True))
+    if uses_celery():
+        from portal.celery import app
+        from predictions.tasks import predict_chunk
+
+        # An explicit connection to the broker configured now (settings may change at runtime, in tests).
+        queue = job_queue_setting()
+        with app.connection_for_write(settings.REDIS_URL) as conn:
+            for chunk_id in chunk_ids:
+                predict_chunk.apply_async((chunk_id,), connection=conn, queue=queue)
+        return
+    thread = threading.Thread(target=_run_in_process, args=(job.pk, chunk_ids), name=f"job-{job.pk}", daemon=True)
+    thread.start()
+
+
+def _run_in_process(job_id: int, chunk_ids: list[int]) -> None:
+    try:
+        for chunk_id in chunk_ids:
+            try:
+                chunk_run(chunk_id=chunk_id)
+            except ChunkUnavailable as error:
+                job_fail(job_id=job_id, message=str(error))
+            if BatchJob.objects.filter(pk=job_id, status=BatchJob.Status.FAILED).exists():
+                return
+    except Exception as error:  # noqa: BLE001 - a thread has no one to raise to: record it on the job
+        logger.exception("job %s failed in process", job_id)
+        job_fail(job_id=job_id, message=f"internal error: {error}")
+    finally:
+        connection.close()
+
+
+# --- Running a chunk ----------------------------------------------------------------------------------------
+
+
+def chunk_run(*, chunk_id: int) -> bool:
+    """Predict one chunk and store it, once. Returns False when there was nothing to do.
+
+    Safe to call twice for one chunk, concurrently or not: the second store is a no-op. Raises
+    ``ChunkUnavailable`` when the model cannot be served (the caller decides whether to retry); a chunk
+    whose rows are invalid fails the job with the rows and columns at fault.
+    """
+
+    chunk = BatchChunk.objects.select_related("job__version__artifact", "job__version__model", "job__user").filter(
+        pk=chunk_id
+    ).first()
+    if chunk is None or chunk.done:
+        return False
+    job = chunk.job
+    if job.status in TERMINAL:
+        return False
+    BatchChunk.objects.filter(pk=chunk.pk).update(
+        attempts=F("attempts") + 1, worker=f"{settings.NODE_NAME}:{os.getpid()}"
+    )
+    if job.status == BatchJob.Status.QUEUED:
+        BatchJob.objects.filter(pk=job.pk, status=BatchJob.Status.QUEUED).update(
+            status=BatchJob.Status.RUNNING, started_at=timezone.now()
+        )
+    version = job.version
+    data = (job.input_header + chunk.input_csv).encode()
+    try:
+        # The file was validated at creation; this guards against anything stored since (and costs little).
+        frame = inputs.rows_from_csv(version=version, data=data)
+    except inputs.InvalidInput as error:
+        errors = _shift_errors(error.errors, chunk.first_record)
+        job_fail(job_id=job.pk, message="invalid input", errors=errors)
+        return False
+    try:
+        result = services.prediction_run(version=version, frame=frame, user=job.user, channel="job")
+    except ArtifactUnavailable as error:
+        raise ChunkUnavailable(f"model {version} unavailable: {error}") from error
+
+    header = next(csv.reader([job.input_header]))
+    classes = list(result.probabilities[0]) if result.probabilities else []
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    records = (values for values in csv.reader(io.StringIO(chunk.input_csv)) if values and any(v.strip() for v in values))
+    for index, values in enumerate(records):
+        probabilities = result.probabilities[index] if result.probabilities else {}
+        writer.writerow([*values, result.predictions[index], *(probabilities[c] for c in classes)])
+    result_header = _csv_line([*header, services.prediction_column(version), *(f"probability_{c}" for c in classes)])
+
+    with transaction.atomic():
+        stored = BatchChunk.objects.filter(pk=chunk.pk, done=False).update(
+            done=True, result_csv=out.getvalue(), node=settings.NODE_NAME, finished_at=timezone.now()
+        )
+        if stored:
+            BatchJob.objects.filter(pk=job.pk).update(
+                rows_done=F("rows_done") + chunk.rows, chunks_done=F("chunks_done") + 1
+            )
+            BatchJob.objects.filter(pk=job.pk, result_header="").update(result_header=result_header)
+    if not stored:
+        return False
+    # After the commit, so of two chunks finishing together the later one sees both done.
+    if not BatchChunk.objects.filter(job_id=job.pk, done=False).exists():
+        BatchJob.objects.filter(pk=job.pk, status__in=[BatchJob.Status.QUEUED, BatchJob.Status.RUNNING]).update(
+            status=BatchJob.Status.SUCCEEDED, finished_at=timezone.now()
+        )
+    return True
+
+
+def job_fail(*, job_id: int, message: str, errors: dict | None = None) -> None:
+    """Mark a job failed (first failure wins); its remaining chunks are skipped."""
+    BatchJob.objects.filter(pk=job_id).exclude(status__in=TERMINAL).update(
+        status=BatchJob.Status.FAILED, error={"message": message, "errors": errors or {}}, finished_at=timezone.now()
+    )
+    logger.warning("job %s failed: %s %s", job_id, message, errors or "")
+
+
+# --- Waiting (benchmarks, scripts) --------------------------------------------------------------------------
+
+
+def job_wait(*, job: BatchJob, timeout: float = 3600.0, poll_seconds: float = 0.2) -> BatchJob:
+    """Poll until the job succeeds or fails; raise ``TimeoutError`` after ``timeout`` seconds."""
+    give_up = time.monotonic() + timeout
+    while True:
+        job.refresh_from_db()
+        if job.status in TERMINAL:
+            return job
+        if time.monotonic() > give_up:
+            raise TimeoutError(f"job {job.pk} still {job.status} after {timeout:.0f}s ({job.rows_done}/{job.rows_total} rows)")
+        time.sleep(poll_seconds)
+
+
+def job_run_and_wait(*, version: ModelVersion, data, filename: str = "", user=None, timeout: float = 3600.0) -> dict:
+    """Create a job, run it (Celery workers when ``REDIS_URL`` is set, else this process) and wait for it.
+
+    For ``bench/``: returns the finished job and the seconds spent validating and storing ("create") and
+    predicting ("run"), so throughput with 1 and 2 workers can be compared.
+    """
+    began = time.monotonic()
+    job = job_create(version=version, data=data, filename=filename, user=user)
+    created = time.monotonic()
+    job = job_wait(job=job, timeout=timeout)
+    finished = time.monotonic()
+    return {"job": job, "create_seconds": created - began, "run_seconds": finished - created, "rows": job.rows_total}
+
+
+# --- Selectors ----------------------------------------------------------------------------------------------
+
+
+def job_list(*, user, limit: int = 100):
+    jobs = BatchJob.objects.select_related("version__model").order_by("-created_at", "-pk")
+    if not user.is_staff:
+        jobs = jobs.filter(user=user)
+    return jobs[:limit]
+
+
+def job_get(*, user, job_id: int) -> BatchJob:
+    """A job its owner (or staff) may see; 404 for anyone else, so ids reveal nothing."""
+    found = BatchJob.objects.select_related("version__model").filter(pk=job_id)
+    if not user.is_staff:
+        found = found.filter(Q(user=user))
+    job = found.first()
+    if job is None:
+        raise Http404(f"no job {job_id}")
+    return job
+
+
+def job_progress(job: BatchJob) -> float:
+    if job.status == BatchJob.Status.SUCCEEDED:
+        return 1.0
+    return round(job.rows_done / job.rows_total, 4) if job.rows_total else 0.0
+
+
+def job_error(job: BatchJob) -> dict | None:
+    """The failure with the first row and column at fault pulled out, or None."""
+    if job.status != BatchJob.Status.FAILED:
+        return None
+    errors = (job.error or {}).get("errors") or {}
+    row = column = None
+    for key in errors:
+        match = re.match(r"^row (\d+)(?:, column (.+))?$", key)
+        if match:
+            row, column = int(match.group(1)), match.group(2)
+            break
+    return {"message": (job.error or {}).get("message", ""), "row": row, "column": column, "errors": errors}
+
+
+def job_result_lines(*, job: BatchJob) -> Iterator[str]:
+    """The result CSV, streamed: header, then every chunk's rows by chunk index (the input's order)."""
+    if job.status != BatchJob.Status.SUCCEEDED:
+        raise JobNotFinished(f"job {job.pk} is {job.status}; its result exists once it has succeeded")
+    yield job.result_header
+    # A few chunks at a time, so a million-row result never sits in memory at once.
+    last = -1
+    while True:
+        texts = list(
+            BatchChunk.objects.filter(job=job, index__gt=last).order_by("index").values_list("index", "result_csv")[:8]
+        )
+        if not texts:
+            return
+        for index, text in texts:
+            last = index
+            yield text

@@ -1,0 +1,135 @@
+"""The model registry (models, versions, their feature schema) and the record of predictions."""
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from cache_app.models import Artifact
+
+
+class MLModel(models.Model):
+    name = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    current_version = models.ForeignKey(
+        "ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "model"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ModelVersion(models.Model):
+    class ProblemType(models.TextChoices):
+        REGRESSION = "regression", "regression"
+        BINARY = "binary", "binary classification"
+        MULTICLASS = "multiclass", "multiclass classification"
+        QUANTILE = "quantile", "quantile regression"
+
+    model = models.ForeignKey(MLModel, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    artifact = models.OneToOneField(Artifact, on_delete=models.PROTECT, related_name="model_version")
+    label = models.CharField(max_length=255)
+    problem_type = models.CharField(max_length=16, choices=ProblemType.choices)
+    eval_metric = models.CharField(max_length=64, blank=True)
+    # [{"name": "sqft", "dtype": "float", "categories": [...]?}, ...] in the predictor's column order.
+    features = models.JSONField()
+    class_labels = models.JSONField(default=list, blank=True)
+    autogluon_version = models.CharField(max_length=32, blank=True)
+    python_version = models.CharField(max_length=16, blank=True)
+    published_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["model", "number"], name="one_number_per_model_version")]
+        ordering = ["model__name", "-number"]
+
+    def __str__(self) -> str:
+        return f"{self.model.name} v{self.number}"
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [feature["name"] for feature in self.features]
+
+
+class PredictionLog(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="predictions")
+    node = models.CharField(max_length=255)
+    rows = models.PositiveIntegerField()
+    served_from = models.CharField(max_length=8)
+    fetch_ms = models.FloatField()
+    load_ms = models.FloatField()
+    predict_ms = models.FloatField()
+    total_ms = models.FloatField()
+    channel = models.CharField(max_length=8, default="api")  # api, web or job
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.version} x{self.rows} from {self.served_from}"
+
+
+class BatchJob(models.Model):
+    """A CSV batch prediction, split into ``BatchChunk`` rows that workers predict in any order."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "running"
+        SUCCEEDED = "succeeded", "succeeded"
+        FAILED = "failed", "failed"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="jobs")
+    filename = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    # The upload's header (as a CSV line) and the result's, so chunks store rows only.
+    input_header = models.TextField()
+    result_header = models.TextField(blank=True)
+    rows_total = models.PositiveIntegerField(default=0)
+    rows_done = models.PositiveIntegerField(default=0)
+    chunks_total = models.PositiveIntegerField(default=0)
+    chunks_done = models.PositiveIntegerField(default=0)
+    # {"message": "...", "errors": {"row 4, column sqft": "..."}}; empty while the job has not failed.
+    error = models.JSONField(default=dict, blank=True)
+    node = models.CharField(max_length=255, blank=True)  # where it was submitted
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"job {self.pk} ({self.version}, {self.status})"
+
+
+class BatchChunk(models.Model):
+    """Rows ``first_record + 1 ..`` of a job's CSV (record numbers as ``predictions.inputs`` counts them).
+
+    Unique per (job, index) and finished with a conditional update, so a chunk redelivered after a worker
+    died is stored and counted once.
+    """
+
+    job = models.ForeignKey(BatchJob, on_delete=models.CASCADE, related_name="chunks")
+    index = models.PositiveIntegerField()
+    first_record = models.PositiveIntegerField()
+    rows = models.PositiveIntegerField()
+    input_csv = models.TextField()  # the chunk's records, header excluded
+    result_csv = models.TextField(blank=True)  # the chunk's result rows, header excluded
+    done = models.BooleanField(default=False)
+    node = models.CharField(max_length=255, blank=True)  # who predicted it
+    # "node:pid" of the latest attempt, so operators (and tests) can tell which process holds a chunk.
+    worker = models.CharField(max_length=255, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "index"], name="one_chunk_per_job_index")]
+        ordering = ["job", "index"]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} chunk {self.index}"

@@ -1,0 +1,55 @@
+"""Reads of the registry: which models exist, which version a request means, where each is cached."""
+
+from django.conf import settings
+from django.db.models import F, Q
+from django.http import Http404
+
+from cache_app.models import CacheEntry, Tier
+from cache_app.services.fetch import FLEET_NODE
+from cache_app.services.memory import memory_tier
+from predictions.models import MLModel, ModelVersion
+
+
+def model_list():
+    return MLModel.objects.select_related("current_version__artifact").order_by("name")
+
+
+def model_get(*, model_ref: str) -> MLModel:
+    """A model by numeric id or by name: existing clients send ids, people type names."""
+    ref = str(model_ref)
+    by_ref = Q(name=ref) | Q(pk=int(ref)) if ref.isdigit() else Q(name=ref)
+    # An id wins over a model whose name happens to be the same digits.
+    found = sorted(model_list().filter(by_ref), key=lambda m: str(m.pk) != ref)
+    if not found:
+        raise Http404(f"no model {model_ref!r}")
+    return found[0]
+
+
+def version_get(*, model: MLModel, number: int | None = None) -> ModelVersion:
+    """The given version, or the model's current one (already loaded with the model: no query)."""
+    if number is None and model.current_version is not None:
+        version = model.current_version
+        version.model = model
+        return version
+    version = ModelVersion.objects.select_related("artifact", "model").filter(model=model, number=number).first()
+    if version is None:
+        raise Http404(f"model {model.name} has no version {number if number is not None else '(current)'}")
+    return version
+
+
+def cache_tiers_of(*, version: ModelVersion) -> list[str]:
+    """Where a version is cached right now, as seen from this node and worker."""
+    artifact = version.artifact
+    tiers = []
+    if any(r["artifact_id"] == artifact.pk and r["key"] == artifact.cache_key for r in memory_tier().snapshot()):
+        tiers.append(Tier.MEMORY)
+    ready = CacheEntry.objects.filter(
+        artifact=artifact, state=CacheEntry.State.READY, generation=F("artifact__generation")
+    )
+    if ready.filter(node=settings.NODE_NAME, tier=Tier.DISK).exists():
+        tiers.append(Tier.DISK)
+    if ready.filter(node=FLEET_NODE, tier=Tier.SHARED).exists():
+        tiers.append(Tier.SHARED)
+    return tiers
+
+

@@ -1,0 +1,173 @@
+"""Publishing models and running predictions. The API, the web UI, commands and jobs all call these."""
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+
+from cache_app.models import Artifact
+from cache_app.services import archives
+from cache_app.services.integrity import file_sha256
+from cache_app.services.serving import artifact_serve
+from cache_app.services.tiers import tier_for
+from cache_app.services.tiers.base import Location, TierError
+from predictions import loaders
+from predictions.models import MLModel, ModelVersion, PredictionLog
+
+logger = logging.getLogger(__name__)
+
+
+class PublishFailed(Exception):
+    pass
+
+
+def model_publish(
+    *, predictor_dir: Path, name: str, origin_uri: str | None = None, format: str = "zip", user=None
+) -> ModelVersion:
+    """Archive a predictor folder, upload it to the origin, then record the version and its schema.
+
+    The upload comes first and the records after, in one transaction: a failure at any step leaves the
+    registry as it was (at worst an unreferenced archive at the origin, named by its content).
+    """
+    predictor_dir = Path(predictor_dir)
+    if not predictor_dir.is_dir():
+        raise PublishFailed(f"{predictor_dir} does not exist or is not a folder")
+    if format not in Artifact.Format.values:
+        raise PublishFailed(f"unknown format {format!r}: use one of {', '.join(Artifact.Format.values)}")
+    try:
+        root = loaders.predictor_root(predictor_dir)
+        schema = loaders.predictor_schema(root)
+    except loaders.NotAPredictor as error:
+        raise PublishFailed(str(error)) from error
+
+    origin = Location.parse(origin_uri or settings.MODEL_ORIGIN_URI)
+    with tempfile.TemporaryDirectory(prefix="publish-") as workdir:
+        archive_path = Path(workdir) / f"model.{format}"
+        archives.archive_create(source_dir=root, dest_path=archive_path, format=format)
+        sha256 = file_sha256(archive_path)
+        size = archive_path.stat().st_size
+        location = origin.child(f"{name}/{sha256}.{format}")
+        try:
+            tier_for(location).upload(location, archive_path)
+        except (TierError, OSError) as error:
+            raise PublishFailed(f"could not upload to the origin {origin.uri}: {error}") from error
+
+    with transaction.atomic():
+        model, _ = MLModel.objects.select_for_update().get_or_create(name=name)
+        number = (model.versions.aggregate(top=Max("number"))["top"] or 0) + 1
+        artifact = Artifact.objects.create(
+            source_uri=location.uri,
+            sha256=sha256,
+            size_bytes=size,
+            unpacked_bytes=loaders.folder_bytes(root),
+            format=format,
+        )
+        version = ModelVersion.objects.create(
+            model=model,
+            number=number,
+            artifact=artifact,
+            label=schema["label"],
+            problem_type=schema["problem_type"],
+            eval_metric=schema["eval_metric"],
+            features=schema["features"],
+            class_labels=schema["class_labels"],
+            autogluon_version=schema["autogluon_version"],
+            python_version=schema["python_version"],
+            published_by=user,
+        )
+        model.current_version = version
+        model.save(update_fields=["current_version"])
+    logger.info("published %s v%s (%s bytes, sha256 %s) to %s", name, number, size, sha256, location.uri)
+    return version
+
+
+def prediction_column(version: ModelVersion) -> str:
+    """The predictions' column in every CSV result (API, web UI, jobs): beside the input, never over it."""
+    return "prediction" if "prediction" not in version.feature_names else f"predicted_{version.label}"
+
+
+@dataclass
+class PredictionResult:
+    version: ModelVersion
+    predictions: list
+    served_from: str
+    from_cache: bool
+    timings_ms: dict[str, float]
+    probabilities: list[dict] | None = None
+    extras: dict = field(default_factory=dict)
+
+
+def predictor_serve(*, version: ModelVersion):
+    """The persisted predictor of a version, through every cache tier."""
+    return artifact_serve(artifact=version.artifact, loader=loaders.predictor_load)
+
+
+def pinned_versions_warm() -> list[tuple[ModelVersion, str]]:
+    """Load every pinned version into this process's memory (fetching it first if needed).
+
+    Run in the gunicorn master before it forks, so every worker starts with them warm (copy-on-write).
+    A version that cannot be fetched is logged and skipped: the server still starts.
+    """
+    warmed = []
+    for version in ModelVersion.objects.select_related("artifact", "model").filter(artifact__pinned=True):
+        try:
+            warmed.append((version, predictor_serve(version=version).tier))
+        except Exception:  # one broken model must not keep the portal from starting
+            logger.exception("could not warm pinned %s", version)
+    return warmed
+
+
+def prediction_run(*, version: ModelVersion, frame, user=None, channel: str = "api", started: float | None = None):
+    """Predict ``frame`` (already validated by ``predictions.inputs``) and log it."""
+    started = time.monotonic() if started is None else started
+    served = predictor_serve(version=version)
+    began = time.monotonic()
+    predictor = served.obj
+    probabilities = None
+    if version.problem_type in (ModelVersion.ProblemType.BINARY, ModelVersion.ProblemType.MULTICLASS):
+        proba = predictor.predict_proba(frame, as_multiclass=True)
+        # The predicted class is the most probable one: derive it instead of running the models twice.
+        predicted = proba.idxmax(axis=1).tolist()
+        probabilities = [
+            {str(label): round(float(p), 6) for label, p in zip(proba.columns, row)} for row in proba.to_numpy()
+        ]
+    else:
+        predicted = predictor.predict(frame).tolist()
+    predict_seconds = time.monotonic() - began
+    timings = {
+        "fetch": served.fetch_seconds * 1000,
+        "load": served.load_seconds * 1000,
+        "predict": predict_seconds * 1000,
+        "total": (time.monotonic() - started) * 1000,
+    }
+    timings = {step: round(ms, 3) for step, ms in timings.items()}
+    PredictionLog.objects.create(
+        user=user if user is not None and user.is_authenticated else None,
+        version=version,
+        node=settings.NODE_NAME,
+        rows=len(frame),
+        served_from=served.tier,
+        fetch_ms=timings["fetch"],
+        load_ms=timings["load"],
+        predict_ms=timings["predict"],
+        total_ms=timings["total"],
+        channel=channel,
+    )
+    return PredictionResult(
+        version=version,
+        predictions=[_plain(value) for value in predicted],
+        probabilities=probabilities,
+        served_from=served.tier,
+        from_cache=served.from_cache,
+        timings_ms=timings,
+    )
+
+
+def _plain(value):
+    value = value.item() if hasattr(value, "item") else value
+    return round(value, 6) if isinstance(value, float) else value

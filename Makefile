@@ -32,7 +32,7 @@ run: $(INSTALLED)
 browser:
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
-test: $(INSTALLED) $(NODE_INSTALLED)
+test: $(INSTALLED) $(NODE_INSTALLED) browser
 	$(BIN)/pytest
 
 # wrk (Debian) drives P5's load; without it the bench falls back to a Python load generator.

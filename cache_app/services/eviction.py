@@ -1,9 +1,10 @@
 """Room on the disk tier: least recently used first, never pinned entries or entries being read."""
 
+import fcntl
 import logging
 import shutil
-import threading
-from collections import Counter
+import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,22 +28,42 @@ class CacheFull(ArtifactUnavailable):
     code = "cache_full"
 
 
-_in_use_lock = threading.Lock()
-_in_use: Counter[str] = Counter()
+# Inside the cache folder, so renames into it are atomic and a restart sweeps what a crash left there.
+TEMP_FOLDER = ".tmp"
+# One lock file per entry folder. Never deleted: unlinking a lock file another process has open would let
+# two processes believe they hold it.
+IN_USE_FOLDER = ".in-use"
 
 
 @contextmanager
-def disk_entry_in_use(location: str):
-    """Marks a disk entry as being read (e.g. loaded into memory) so eviction leaves it alone meanwhile."""
-    with _in_use_lock:
-        _in_use[location] += 1
-    try:
+def _entry_lock(location: str, *, exclusive: bool, wait: bool) -> Iterator[bool]:
+    """An flock on the entry's lock file, shared by every thread and worker process of this node.
+
+    Yields False, without waiting, when ``wait`` is off and another holder is in the way.
+    """
+    folder = Path(location)
+    path = folder.parent / IN_USE_FOLDER / f"{folder.name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        try:
+            fcntl.flock(handle, mode if wait else mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def disk_entry_in_use(location: str) -> Iterator[None]:
+    """Marks a disk entry as being read (e.g. loaded into memory): eviction by any process skips it, a clear
+    waits for it. The reader must still check the folder is whole once this is held: it may have gone
+    between the fetch and the lock."""
+    with _entry_lock(location, exclusive=False, wait=True):
         yield
-    finally:
-        with _in_use_lock:
-            _in_use[location] -= 1
-            if _in_use[location] <= 0:
-                del _in_use[location]
 
 
 def disk_used_bytes(*, node: str) -> int:
@@ -64,8 +85,6 @@ def disk_make_room(*, needed_bytes: int, keep_artifact_id: int | None = None) ->
     counters().flush()
     used = disk_used_bytes(node=node)
     if used + needed_bytes > limit:
-        with _in_use_lock:
-            busy = set(_in_use)
         # The (node, tier, state, last_accessed_at) index serves this query in LRU order.
         candidates = (
             CacheEntry.objects.filter(node=node, tier=Tier.DISK, state=CacheEntry.State.READY, artifact__pinned=False)
@@ -75,9 +94,8 @@ def disk_make_room(*, needed_bytes: int, keep_artifact_id: int | None = None) ->
         for entry in candidates.iterator():
             if used + needed_bytes <= limit:
                 break
-            if entry.location in busy:
-                continue
-            disk_entry_remove(entry)
+            if not disk_entry_remove(entry, wait=False):
+                continue  # being read
             used -= entry.size_bytes
             evicted.append(entry)
         if used + needed_bytes > limit:
@@ -95,12 +113,31 @@ def disk_make_room(*, needed_bytes: int, keep_artifact_id: int | None = None) ->
     return evicted
 
 
-def disk_entry_remove(entry: CacheEntry) -> None:
-    """Delete a disk copy: the row first says evicted (so nobody is sent to it), then the folder goes."""
-    entry.state = CacheEntry.State.EVICTED
-    entry.save(update_fields=["state"])
-    shutil.rmtree(entry.location, ignore_errors=True)
+def disk_entry_remove(entry: CacheEntry, *, wait: bool) -> bool:
+    """Delete a disk copy once no process reads it; with ``wait`` off, give up at once (False) if one does.
+
+    The row says evicted first, so nobody is sent to it; the folder is then renamed away in one step, so a
+    reader finds it whole or absent, and deleted at leisure.
+    """
+    with _entry_lock(entry.location, exclusive=True, wait=wait) as held:
+        if not held:
+            return False
+        entry.state = CacheEntry.State.EVICTED
+        entry.save(update_fields=["state"])
+        folder_discard(Path(entry.location))
     logger.info("evicted %s (%s bytes) from %s", entry.location, entry.size_bytes, entry.node)
+    return True
+
+
+def folder_discard(folder: Path) -> None:
+    """Remove a cache folder atomically: renamed into the temporary folder, then deleted."""
+    doomed = folder.parent / TEMP_FOLDER / f"{uuid.uuid4().hex}.discarded"
+    doomed.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.rename(doomed)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def _existing_parent(path: Path) -> Path:

@@ -20,6 +20,7 @@ from django.utils import timezone
 from cache_app.models import Artifact, CacheEntry, FetchRecord, Tier
 from cache_app.services import archives, eviction
 from cache_app.services.errors import ArtifactUnavailable
+from cache_app.services.eviction import TEMP_FOLDER, folder_discard
 from cache_app.services.integrity import HashingWriter
 from cache_app.services.locks import single_flight
 from cache_app.services.stats import counters
@@ -31,7 +32,6 @@ logger = logging.getLogger(__name__)
 COMPLETE_MARKER = ".complete"
 MANIFEST_NAME = "MANIFEST.json"
 MODEL_FOLDER = "model"
-TEMP_FOLDER = ".tmp"
 # The shared tier is one copy for the whole fleet: its entries carry this node name.
 FLEET_NODE = "*"
 
@@ -264,7 +264,7 @@ def _drop_stale_copies(artifact: Artifact) -> None:
     current = artifact.cache_key
     for folder in cache_root().glob(f"{artifact.pk}-*"):
         if folder.name != current:
-            shutil.rmtree(folder, ignore_errors=True)
+            folder_discard(folder)
 
 
 def _make_read_only(root: Path) -> None:

@@ -13,12 +13,11 @@ from django.utils import timezone
 
 from cache_app.models import Artifact, CacheEntry, Tier
 from cache_app.services import archives, fleet
-from cache_app.services.eviction import disk_entry_remove
+from cache_app.services.eviction import TEMP_FOLDER, disk_entry_remove, folder_discard
 from cache_app.services.fetch import (
     COMPLETE_MARKER,
     MANIFEST_NAME,
     MODEL_FOLDER,
-    TEMP_FOLDER,
     Fetched,
     artifact_fetch,
     cache_root,
@@ -55,9 +54,9 @@ def artifact_clear(*, artifact: Artifact, include_shared: bool = False) -> Clear
         artifact=artifact, node=settings.NODE_NAME, tier=Tier.DISK
     ).exclude(state=CacheEntry.State.EVICTED):
         result.disk_bytes_freed += entry.size_bytes
-        disk_entry_remove(entry)
+        disk_entry_remove(entry, wait=True)  # a load in progress elsewhere finishes first
     for folder in cache_root().glob(f"{artifact.pk}-*"):
-        shutil.rmtree(folder, ignore_errors=True)
+        folder_discard(folder)
 
     if include_shared:
         location = shared_location(artifact)
@@ -111,7 +110,7 @@ def artifact_verify(*, artifact: Artifact) -> Verified:
         logger.error("disk copy of artifact %s is corrupt: %s", artifact.pk, "; ".join(problems))
         entry.state = CacheEntry.State.CORRUPT
         entry.save(update_fields=["state"])
-        shutil.rmtree(folder, ignore_errors=True)
+        folder_discard(folder)
     else:
         entry.verified_at = timezone.now()
         entry.save(update_fields=["verified_at"])

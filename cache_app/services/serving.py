@@ -7,14 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from cache_app.models import Artifact, Tier
-from cache_app.services.eviction import disk_entry_in_use
-from cache_app.services.fetch import artifact_fetch
+from cache_app.services.eviction import CacheFull, disk_entry_in_use
+from cache_app.services.fetch import COMPLETE_MARKER, artifact_fetch
 from cache_app.services.limits import limits_current
 from cache_app.services.memory import _Resident, memory_tier
 from cache_app.services.stats import counters
 
 # Builds the in-memory object from an extracted folder; returns it with its estimated size in bytes.
 Loader = Callable[[Path], tuple[Any, int]]
+EVICTED_WHILE_LOADING_RETRIES = 3
 
 
 @dataclass
@@ -44,10 +45,19 @@ def artifact_serve(*, artifact: Artifact, loader: Loader) -> Served:
             _memory_hit(resident)
             return Served(obj=resident.obj, tier=Tier.MEMORY)
         counters().record(Tier.MEMORY, misses=1)
-        fetched = artifact_fetch(artifact=artifact)
-        began = time.monotonic()
-        with disk_entry_in_use(str(fetched.path.parent)):
-            obj, size_bytes = loader(fetched.path)
+        for _ in range(EVICTED_WHILE_LOADING_RETRIES):
+            fetched = artifact_fetch(artifact=artifact)
+            began = time.monotonic()
+            with disk_entry_in_use(str(fetched.path.parent)):
+                # Another process may have evicted or cleared the folder between the fetch and the lock.
+                if (fetched.path.parent / COMPLETE_MARKER).exists():
+                    obj, size_bytes = loader(fetched.path)
+                    break
+        else:
+            raise CacheFull(
+                f"the disk copy of artifact {artifact.pk} was evicted {EVICTED_WHILE_LOADING_RETRIES} times before "
+                "it could be loaded: the disk cache is too small for the models in use"
+            )
         load_seconds = time.monotonic() - began
         limits = limits_current()
         memory.put(

@@ -1,6 +1,9 @@
 """The disk tier stays under its byte limit: least recently used goes first; pinned and in-use entries stay."""
 
+import subprocess
+import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,17 @@ from cache_app.services import limits
 from cache_app.services.eviction import CacheFull, disk_entry_in_use
 from cache_app.services.fetch import artifact_fetch
 from cache_app.services.maintenance import artifact_pin
+from tests.processes import REPO_ROOT, child_env
+
+# Another worker process of this node holding a disk entry while it loads it, until told to stop.
+READER_PROCESS = """
+import sys, django
+django.setup()
+from cache_app.services.eviction import disk_entry_in_use
+with disk_entry_in_use(sys.argv[1]):
+    print("reading", flush=True)
+    sys.stdin.readline()
+"""
 
 MB = 1024 * 1024
 
@@ -67,6 +81,58 @@ def test_entries_in_use_are_never_evicted(make_artifact, disk_limit):
     with disk_entry_in_use(location):
         artifact_fetch(artifact=c)
     assert (state(a), state(b), state(c)) == ("ready", "evicted", "ready")
+
+
+def test_an_entry_another_process_is_reading_is_never_evicted(make_artifact, disk_limit, settings):
+    a, b, c = (make_artifact(size=MB) for _ in range(3))
+    disk_limit(room_for_two_and_a_download(c))
+    fetch_in_order(a, b)
+    location = CacheEntry.objects.get(artifact=a, tier=Tier.DISK).location
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER_PROCESS, location],
+        cwd=REPO_ROOT,
+        env=child_env(settings),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert reader.stdout.readline().strip() == "reading"
+        artifact_fetch(artifact=c)
+        assert (state(a), state(b), state(c)) == ("ready", "evicted", "ready")
+        assert Path(location).is_dir()
+    finally:
+        reader.communicate("done\n", timeout=30)
+    assert reader.returncode == 0
+
+
+@pytest.mark.django_db(transaction=True)  # the clear runs on another thread, with its own connection
+def test_a_clear_waits_for_a_load_in_progress(make_artifact):
+    from django.db import connection
+
+    from cache_app.services.maintenance import artifact_clear
+
+    artifact = make_artifact(size=MB)
+    fetched = artifact_fetch(artifact=artifact)
+    files_seen = []
+
+    def clear_later():
+        time.sleep(0.2)
+        try:
+            artifact_clear(artifact=artifact)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        with disk_entry_in_use(str(fetched.path.parent)):
+            clearing = pool.submit(clear_later)
+            time.sleep(0.5)  # the clear has started by now, and must be waiting for this reader
+            files_seen.append(sum(1 for _ in fetched.path.rglob("*")))
+            assert not clearing.done()
+        clearing.result(timeout=30)
+    assert files_seen[0] > 0
+    assert not fetched.path.exists()
+    assert state(artifact) == "evicted"
 
 
 def test_an_artifact_bigger_than_the_limit_is_refused_clearly(make_artifact, disk_limit):

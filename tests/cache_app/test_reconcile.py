@@ -10,12 +10,8 @@ from pathlib import Path
 import pytest
 
 from cache_app.models import CacheEntry, Tier
-from cache_app.services.fetch import (
-    COMPLETE_MARKER,
-    TEMP_FOLDER,
-    artifact_fetch,
-    entry_dir,
-)
+from cache_app.services.eviction import TEMP_FOLDER
+from cache_app.services.fetch import COMPLETE_MARKER, artifact_fetch, entry_dir
 from cache_app.services.maintenance import cache_reconcile
 from tests.cache_app.conftest import write_tree
 from tests.cache_app.test_fetch import same_tree

@@ -28,8 +28,8 @@ def child_env(settings, **extra) -> dict:
         MODEL_SHARED_URI=settings.MODEL_SHARED_URI,
         REDIS_URL=settings.REDIS_URL,
         PORTAL_PRELOAD_AUTOGLUON="0",
-        **extra,
     )
+    env.update(extra)  # the caller's settings win
     return env
 
 

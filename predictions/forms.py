@@ -40,8 +40,9 @@ class FeatureForm(forms.Form):
     """Base of the generated forms; ``fields`` are added by :func:`feature_form_class`."""
 
     def row(self) -> dict:
-        """The cleaned values as the row dict ``inputs.rows_from_json`` takes."""
-        return {name: self.cleaned_data.get(name) for name in self.fields}
+        """The cleaned values as the row dict ``inputs.rows_from_json`` takes; a blank field is a missing value
+        (None), which the predictor imputes as it did in training, as the API allows."""
+        return {name: _blank_is_missing(self.cleaned_data.get(name)) for name in self.fields}
 
     def add_input_errors(self, error: InvalidInput, *, where: str = "features") -> None:
         """Attach ``inputs`` errors ("features.sqft": "...") to their fields; others to the whole form."""
@@ -53,13 +54,17 @@ class FeatureForm(forms.Form):
                 self.add_error(None, f"{key}: {message}")
 
 
+def _blank_is_missing(value):
+    return None if value == "" else value
+
+
 def _bool_coerce(value):
     return value in (True, "true", "True", "1")
 
 
 def feature_field(feature: dict) -> forms.Field:
     name, dtype = feature["name"], feature.get("dtype", "object")
-    common = {"label": name, "required": True}
+    common = {"label": name, "required": False}
     categories = feature.get("categories")
     if dtype in NUMERIC_DTYPES:
         return NumberField(integer=dtype == "int", help_text="integer" if dtype == "int" else "number", **common)

@@ -295,8 +295,6 @@ def test_get_on_a_form_target_goes_back_to_the_model_page(signed_in, house_versi
 @pytest.mark.parametrize(
     ("changes", "field", "message"),
     [
-        ({"sqft": None}, "sqft", "required"),
-        ({"bedrooms": ""}, "bedrooms", "required"),
         ({"sqft": "lots"}, "sqft", "Enter a number"),
         ({"sqft": "nan"}, "sqft", "finite"),
         ({"age_years": "inf"}, "age_years", "finite"),
@@ -315,6 +313,23 @@ def test_bad_form_input_is_a_400_naming_the_field(signed_in, house_version, chan
     assert f'<p class="field-error" data-field="{field}">' in html
     assert 'id="result"' not in html
     assert not PredictionLog.objects.exists()
+
+
+@pytest.mark.parametrize("changes", [{"sqft": ""}, {"city": ""}, {"bedrooms": None}])
+def test_a_blank_field_is_predicted_as_a_missing_value(signed_in, house_version, changes):
+    from predictions import inputs
+    from predictions.services import prediction_run
+
+    row = {name: value for name, value in {**HOUSE_ROW, **changes}.items() if value is not None}
+    response = signed_in.post(predict_url("house-prices"), row)
+    assert response.status_code == 200, errors_text(response)
+    assert PredictionLog.objects.filter(channel="web", rows=1).count() == 1
+    # The same row with null for the blank field, as the API takes it, gives the same prediction.
+    (blank,) = changes
+    as_json = {"sqft": 1850.5, "bedrooms": 3, "age_years": 12, "city": "boston", blank: None}
+    frame = inputs.rows_from_json(version=house_version, rows=[as_json])
+    expected = prediction_run(version=house_version, frame=frame).predictions[0]
+    assert float(text_of(response, "prediction-value")) == pytest.approx(float(expected), rel=1e-6)
 
 
 # --- CSV batches ----------------------------------------------------------------------------------------------

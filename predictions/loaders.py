@@ -1,6 +1,7 @@
 """Everything that touches AutoGluon. Imported lazily: ``import autogluon.tabular`` costs seconds, and
 ``manage.py`` commands that never load a model should not pay it (gunicorn preloads it instead)."""
 
+import contextlib
 import json
 import os
 import platform
@@ -72,6 +73,21 @@ def predictor_load(folder: Path):
     # AutoGluon's own check (a gc.collect per model, most of a cold load's time on big ensembles).
     predictor.persist(models="best", with_ancestors=True, max_memory=None)
     return predictor, folder_bytes(root)
+
+
+# Tree ensembles (RF, XT) spread one prediction over a thread pool they create per call. For a few rows the
+# pool costs more than the trees (one row on the 1 GB ensemble of bench/: 64 ms with it, 24 ms without), and a
+# threaded server already runs one request per thread; from about a thousand rows the pool pays for itself.
+SEQUENTIAL_MAX_ROWS = 512
+
+
+def predictor_threads(*, rows: int):
+    """The context a prediction of ``rows`` rows runs in: small batches on the calling thread alone."""
+    if rows > SEQUENTIAL_MAX_ROWS:
+        return contextlib.nullcontext()
+    from joblib import parallel_config  # scikit-learn's parallelism; the setting is per thread
+
+    return parallel_config(backend="sequential")
 
 
 def predictor_schema(folder: Path) -> dict:

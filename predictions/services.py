@@ -129,15 +129,16 @@ def prediction_run(*, version: ModelVersion, frame, user=None, channel: str = "a
     began = time.monotonic()
     predictor = served.obj
     probabilities = None
-    if version.problem_type in (ModelVersion.ProblemType.BINARY, ModelVersion.ProblemType.MULTICLASS):
-        proba = predictor.predict_proba(frame, as_multiclass=True)
-        # The predicted class is the most probable one: derive it instead of running the models twice.
-        predicted = proba.idxmax(axis=1).tolist()
-        probabilities = [
-            {str(label): round(float(p), 6) for label, p in zip(proba.columns, row)} for row in proba.to_numpy()
-        ]
-    else:
-        predicted = predictor.predict(frame).tolist()
+    with loaders.predictor_threads(rows=len(frame)):
+        if version.problem_type in (ModelVersion.ProblemType.BINARY, ModelVersion.ProblemType.MULTICLASS):
+            proba = predictor.predict_proba(frame, as_multiclass=True)
+            # The predicted class is the most probable one: derive it instead of running the models twice.
+            predicted = proba.idxmax(axis=1).tolist()
+            probabilities = [
+                {str(label): round(float(p), 6) for label, p in zip(proba.columns, row)} for row in proba.to_numpy()
+            ]
+        else:
+            predicted = predictor.predict(frame).tolist()
     predict_seconds = time.monotonic() - began
     timings = {
         "fetch": served.fetch_seconds * 1000,

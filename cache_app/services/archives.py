@@ -180,6 +180,34 @@ def archive_extract(*, archive_path: Path, dest_dir: Path, format: str, limits: 
     """
     _check_format(format)
     archive_path = Path(archive_path)
+    size = archive_path.stat().st_size
+    if format == "zip":
+        return _extract_into(dest_dir, limits, size, lambda extractor: _extract_zip(extractor, archive_path))
+    with open(archive_path, "rb") as raw:
+        return archive_extract_stream(
+            source=raw, name=archive_path.name, archive_size=size, dest_dir=dest_dir, format=format, limits=limits
+        )
+
+
+def archive_extract_stream(
+    *, source: IO[bytes], name: str, archive_size: int, dest_dir: Path, format: str, limits: ExtractionLimits
+) -> dict:
+    """``archive_extract`` for a tar or tar.gz read front to back from ``source``, e.g. while it downloads.
+
+    ``archive_size`` is the size the whole archive will have: the compression-ratio cap is counted on it.
+    """
+    _check_format(format)
+    if format == "zip":
+        raise ValueError("a zip cannot be extracted as a stream: its directory is at its end")
+    return _extract_into(
+        dest_dir,
+        limits,
+        archive_size,
+        lambda extractor: _extract_tar(extractor, source, name=name, gzipped=format == "tar.gz"),
+    )
+
+
+def _extract_into(dest_dir: Path, limits: ExtractionLimits, archive_size: int, extract: Callable) -> dict:
     dest_dir = Path(dest_dir)
     created = not dest_dir.exists()
     if created:
@@ -188,12 +216,9 @@ def archive_extract(*, archive_path: Path, dest_dir: Path, format: str, limits: 
     elif any(dest_dir.iterdir()):
         raise ValueError(f"{dest_dir} must be empty: extraction only writes into a fresh temporary folder")
 
-    extractor = _Extractor(root=dest_dir, limits=limits, archive_size=archive_path.stat().st_size)
+    extractor = _Extractor(root=dest_dir, limits=limits, archive_size=archive_size)
     try:
-        if format == "zip":
-            _extract_zip(extractor, archive_path)
-        else:
-            _extract_tar(extractor, archive_path, gzipped=format == "tar.gz")
+        extract(extractor)
     except BaseException:
         # Leave nothing a caller could mistake for a usable (if partial) artifact.
         if created:
@@ -340,18 +365,17 @@ def _extract_zip(extractor: _Extractor, archive_path: Path) -> None:
                 extractor.add_file(name, parts, lambda info=info: zf.open(info))
 
 
-def _extract_tar(extractor: _Extractor, archive_path: Path, *, gzipped: bool) -> None:
-    with open(archive_path, "rb") as raw:
-        # GzipFile rather than tarfile's own gzip stream: tarfile reads a gzip that ends early as a clean
-        # end of archive, while GzipFile raises EOFError, so a truncated download is never half-extracted.
-        source = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
-        with source, _reading(archive_path.name, lambda: tarfile.open(fileobj=source, mode="r|")) as tf:
-            while (member := _reading(archive_path.name, tf.next)) is not None:
-                _extract_tar_member(extractor, tf, member)
-            if not gzipped and tf.offset + tarfile.BLOCKSIZE > extractor.archive_size:
-                # tarfile also ends quietly when a plain tar stops on a header boundary; a complete one
-                # always has the zero block that marks its end.
-                raise UnsafeArchive(f"{archive_path.name}: truncated tar archive (no end-of-archive block)")
+def _extract_tar(extractor: _Extractor, raw: IO[bytes], *, name: str, gzipped: bool) -> None:
+    # GzipFile rather than tarfile's own gzip stream: tarfile reads a gzip that ends early as a clean
+    # end of archive, while GzipFile raises EOFError, so a truncated download is never half-extracted.
+    source = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
+    with source, _reading(name, lambda: tarfile.open(fileobj=source, mode="r|")) as tf:
+        while (member := _reading(name, tf.next)) is not None:
+            _extract_tar_member(extractor, tf, member)
+        if not gzipped and tf.offset + tarfile.BLOCKSIZE > extractor.archive_size:
+            # tarfile also ends quietly when a plain tar stops on a header boundary; a complete one
+            # always has the zero block that marks its end.
+            raise UnsafeArchive(f"{name}: truncated tar archive (no end-of-archive block)")
 
 
 def _extract_tar_member(extractor: _Extractor, tf: tarfile.TarFile, member: tarfile.TarInfo) -> None:

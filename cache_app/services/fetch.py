@@ -24,6 +24,7 @@ from cache_app.services.eviction import TEMP_FOLDER, folder_discard
 from cache_app.services.integrity import HashingWriter
 from cache_app.services.locks import single_flight
 from cache_app.services.stats import counters
+from cache_app.services.streaming import StreamedExtraction
 from cache_app.services.tiers import tier_for
 from cache_app.services.tiers.base import Location, ObjectMissing, TierError
 
@@ -122,16 +123,17 @@ def _fetch_into_disk(artifact: Artifact, *, started: float, deadline: float) -> 
     steps: dict[str, float] = {}
     try:
         step = time.monotonic()
-        tier = _download_verified(artifact, archive_path, deadline=deadline)
+        tier, manifest = _download_verified(artifact, archive_path, extract_to=staging / MODEL_FOLDER, deadline=deadline)
         steps["download"] = time.monotonic() - step
 
         step = time.monotonic()
-        manifest = archives.archive_extract(
-            archive_path=archive_path,
-            dest_dir=staging / MODEL_FOLDER,
-            format=artifact.format,
-            limits=archives.limits_from_settings(),
-        )
+        if manifest is None:
+            manifest = archives.archive_extract(
+                archive_path=archive_path,
+                dest_dir=staging / MODEL_FOLDER,
+                format=artifact.format,
+                limits=archives.limits_from_settings(),
+            )
         unpacked = manifest["total_bytes"]
         (staging / MANIFEST_NAME).write_text(json.dumps(manifest))
         _make_read_only(staging / MODEL_FOLDER)
@@ -160,8 +162,11 @@ def _fetch_into_disk(artifact: Artifact, *, started: float, deadline: float) -> 
     )
 
 
-def _download_verified(artifact: Artifact, archive_path: Path, *, deadline: float) -> str:
-    """Stream the archive from the first tier with a good copy; return that tier's name."""
+def _download_verified(
+    artifact: Artifact, archive_path: Path, *, extract_to: Path, deadline: float
+) -> tuple[str, dict | None]:
+    """Stream the archive from the first tier with a good copy; return that tier's name and, when the
+    archive could be extracted into ``extract_to`` while it downloaded, the manifest (else None)."""
     attempts: list[tuple[str, str]] = []
     sources = [(Tier.SHARED, shared_location(artifact)), (Tier.ORIGIN, Location.parse(artifact.source_uri))]
     for tier, location in sources:
@@ -171,19 +176,27 @@ def _download_verified(artifact: Artifact, archive_path: Path, *, deadline: floa
             attempts.append((tier, "not tried: the fetch deadline had passed"))
             break
         began = time.monotonic()
+        extraction = _streamed_extraction(artifact, extract_to)
         try:
-            with HashingWriter(archive_path) as writer:
+            with HashingWriter(archive_path, on_ordered=extraction.feed if extraction else None) as writer:
                 tier_for(location).download(location, writer, deadline=deadline)
                 digest = writer.hexdigest()
                 size = writer.bytes_written
+                rewritten = writer.rewritten
         except ObjectMissing:
+            _abandon(extraction)
             counters().record(tier, misses=1)
             attempts.append((tier, f"no copy at {location.uri}"))
             continue
         except (TierError, OSError) as error:
+            _abandon(extraction)
             _fetch_failed(artifact, tier, began, f"{location.uri}: {error}", attempts)
             continue
+        except BaseException:
+            _abandon(extraction)
+            raise
         if artifact.sha256 and digest != artifact.sha256:
+            _abandon(extraction)
             _fetch_failed(
                 artifact,
                 tier,
@@ -198,14 +211,37 @@ def _download_verified(artifact: Artifact, archive_path: Path, *, deadline: floa
             logger.warning("artifact %s has no expected SHA-256; recording the computed %s", artifact.pk, digest)
             artifact.sha256 = digest
             artifact.save(update_fields=["sha256"])
+        manifest = None
+        if extraction is not None:
+            if rewritten:
+                extraction.abandon()  # it saw bytes the SDK wrote again: extract from the verified file instead
+            else:
+                manifest = extraction.finish()  # a hostile archive raises here, as archive_extract would
         seconds = time.monotonic() - began
         counters().record(tier, hits=1, bytes_transferred=size, fetch_seconds=seconds)
         FetchRecord.objects.create(
             artifact=artifact, node=settings.NODE_NAME, tier=tier, size_bytes=size, seconds=seconds
         )
-        return tier
+        return tier, manifest
     archive_path.unlink(missing_ok=True)
     raise FetchFailed(artifact, attempts)
+
+
+def _streamed_extraction(artifact: Artifact, extract_to: Path) -> StreamedExtraction | None:
+    """A tar or tar.gz of known size is extracted while it downloads; a zip's directory is at its end."""
+    if artifact.format == Artifact.Format.ZIP or not artifact.size_bytes:
+        return None
+    return StreamedExtraction(
+        dest_dir=extract_to,
+        format=artifact.format,
+        limits=archives.limits_from_settings(),
+        archive_size=artifact.size_bytes,  # the compression-ratio cap counts on the whole archive
+    )
+
+
+def _abandon(extraction: StreamedExtraction | None) -> None:
+    if extraction is not None:
+        extraction.abandon()
 
 
 def _fetch_failed(artifact, tier: str, began: float, reason: str, attempts: list) -> None:

@@ -4,6 +4,7 @@ import hashlib
 import io
 import os
 import threading
+from collections.abc import Callable
 
 
 class ChecksumMismatch(Exception):
@@ -21,10 +22,14 @@ class HashingWriter(io.RawIOBase):
     through ``seek`` + ``write``. Ranges at the hashed frontier are hashed at once; ranges ahead of it wait
     in memory until the gap before them is filled, so memory stays bounded by the SDK's concurrency window
     and every byte is hashed exactly once, as it is written.
+
+    ``on_ordered``, if given, receives the same bytes in file order as they are hashed (e.g. to extract the
+    archive while it downloads). It may block, which holds back the download: memory stays bounded.
     """
 
-    def __init__(self, path: os.PathLike | str):
+    def __init__(self, path: os.PathLike | str, *, on_ordered: Callable[[bytes], None] | None = None):
         super().__init__()
+        self._on_ordered = on_ordered
         self._file = open(path, "wb")  # noqa: SIM115 - closed in close()
         self._sha256 = hashlib.sha256()
         self._position = 0
@@ -78,6 +83,13 @@ class HashingWriter(io.RawIOBase):
     def _hash(self, data, size: int) -> None:
         self._sha256.update(data)
         self._hashed_to += size
+        if self._on_ordered is not None:
+            self._on_ordered(data)
+
+    @property
+    def rewritten(self) -> bool:
+        """True when bytes already hashed (and passed on) were written again: only the file is to be trusted."""
+        return self._rehash_at_end
 
     def hexdigest(self) -> str:
         if self._rehash_at_end:

@@ -1,11 +1,14 @@
 """Remote failures over real HTTP: a fault proxy in front of moto truncates, delays and fails requests."""
 
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from cache_app.models import CacheEntry, Tier
 from cache_app.services import runtime
+from cache_app.services.eviction import TEMP_FOLDER
 from cache_app.services.fetch import FetchFailed, artifact_fetch
 from cache_app.services.serving import artifact_serve
 from tests.cache_app.test_fetch import same_tree
@@ -52,6 +55,9 @@ def test_a_persistent_failure_fails_within_the_deadline(make_artifact, proxied_s
         artifact_fetch(artifact=artifact)
     assert time.monotonic() - began < 4.0 + 3.0
     assert not CacheEntry.objects.filter(artifact=artifact, state=CacheEntry.State.READY).exists()
+    # Nothing of the attempts is left: no temporary, no extraction still waiting for bytes.
+    assert list((Path(settings.MODEL_CACHE_DIR) / TEMP_FOLDER).iterdir()) == []
+    assert not [thread for thread in threading.enumerate() if thread.name == "streamed-extraction"]
 
 
 def test_a_stalled_origin_is_abandoned_at_the_deadline(make_artifact, proxied_s3, settings):

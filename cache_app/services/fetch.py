@@ -49,6 +49,12 @@ class FetchFailed(ArtifactUnavailable):
         super().__init__(f"could not fetch artifact {artifact.pk}: {tried}")
 
 
+# This node's disk entry id per cache key, so a disk hit needs no query (waiters released together by one
+# fetch would otherwise each make one). Safe to keep: a row is never deleted, only its state changes, and a
+# clear makes a new generation, hence a new key.
+_entry_ids: dict[str, int] = {}
+
+
 @dataclass
 class Fetched:
     path: Path  # the extracted folder
@@ -96,15 +102,18 @@ def _disk_hit(artifact: Artifact, *, started: float) -> Fetched | None:
     folder = entry_dir(artifact)
     if not (folder / COMPLETE_MARKER).exists():
         return None
-    entry_id = (
-        CacheEntry.objects.filter(artifact=artifact, node=settings.NODE_NAME, tier=Tier.DISK)
-        .values_list("pk", flat=True)
-        .first()
-    )
+    entry_id = _entry_ids.get(artifact.cache_key)
+    if entry_id is None:
+        entry_id = (
+            CacheEntry.objects.filter(artifact=artifact, node=settings.NODE_NAME, tier=Tier.DISK)
+            .values_list("pk", flat=True)
+            .first()
+        )
     if entry_id is None:
         # A complete folder without a row (the database was reset, or a crash between rename and record):
         # the marker proves it whole, so adopt it.
         entry_id = disk_entry_record(artifact, folder, verified=False).pk
+    _entry_ids[artifact.cache_key] = entry_id
     # Buffered like memory hits: concurrent waiters released by one fetch must not queue on row writes.
     counters().touch(entry_id)
     counters().record(Tier.DISK, hits=1)
@@ -292,7 +301,12 @@ def disk_entry_record(artifact: Artifact, folder: Path, *, verified: bool, size_
     entry, _ = CacheEntry.objects.update_or_create(
         artifact=artifact, node=settings.NODE_NAME, tier=Tier.DISK, defaults=defaults
     )
+    _entry_ids[artifact.cache_key] = entry.pk
     return entry
+
+
+def entry_ids_reset() -> None:
+    _entry_ids.clear()
 
 
 def _drop_stale_copies(artifact: Artifact) -> None:

@@ -1,7 +1,7 @@
 """Single flight: one fetch per artifact per node, and per fleet when Redis is configured.
 
 Three layers, taken in this order and released in reverse:
-1. a ``threading.Lock`` per key, so threads of one process queue without touching the disk;
+1. one leading thread per key in each process; the others wait on an event, so they wake together;
 2. a ``filelock.FileLock`` in the cache folder, so worker processes of one node queue (the OS frees it if
    the holder dies, so a killed worker never wedges the node);
 3. a Redis lock, so nodes queue and the origin sees one download. Its lease is short and renewed while
@@ -30,57 +30,89 @@ class FetchWaitTimeout(ArtifactUnavailable):
 
 
 _guard = threading.Lock()
-_thread_locks: dict[str, threading.Lock] = {}
+# Per key, while one thread of this process leads: set when it leaves, waking every follower at once.
+_flights: dict[str, threading.Event] = {}
 
-
-def _thread_lock(key: str) -> threading.Lock:
-    with _guard:
-        return _thread_locks.setdefault(key, threading.Lock())
-
-
-# How often a waiter looks at a lock held by another process or node. Waiters leave as soon as the work
-# is done, so a short interval is what keeps 31 waiters from trailing a fetch by 31 polls.
+# How often a waiter looks at a lock held by another process or node, and at whether the work is done:
+# waiters leave as soon as it is, without queueing through the lock one by one.
 FILE_LOCK_POLL_SECONDS = 0.005
 FLEET_LOCK_POLL_SECONDS = 0.02
+
+
+class _Done(Exception):
+    """Raised inside single_flight when a waiter sees the work done while it waits."""
 
 
 @contextmanager
 def single_flight(key: str, *, timeout: float, done: Callable[[], bool]) -> Iterator[bool]:
     """Yield True to the one caller that must do the work, False to those for whom ``done()`` came true.
 
-    ``done`` is checked after each layer is taken, so a waiter whose work another thread, process or node
-    finished leaves at once, without queueing through the layers behind it.
+    ``done`` is checked while waiting at each layer and after taking it, so a waiter whose work another
+    thread, process or node finished leaves at once.
     """
     deadline = time.monotonic() + timeout
-    with ExitStack() as held:
-        thread_lock = _thread_lock(key)
-        if not thread_lock.acquire(timeout=timeout):
-            raise FetchWaitTimeout(f"waited {timeout:.0f}s for another thread fetching {key}")
-        held.callback(thread_lock.release)
-        if done():
-            yield False
-            return
+    try:
+        with ExitStack() as held:
+            held.enter_context(_thread_flight(key, deadline=deadline, done=done))
+            held.enter_context(_file_lock(key, deadline=deadline, done=done))
+            if done():
+                raise _Done
+            fleet_lock = _fleet_lock(key, deadline=deadline, done=done)
+            if fleet_lock is not None:
+                held.callback(_release_quietly, fleet_lock)
+                held.enter_context(_renewed(fleet_lock))
+            if done():
+                raise _Done
+            yield True
+    except _Done:
+        yield False
 
-        lock_dir = Path(settings.MODEL_CACHE_DIR) / ".locks"
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        file_lock = filelock.FileLock(lock_dir / f"{key}.lock")
+
+@contextmanager
+def _thread_flight(key: str, *, deadline: float, done: Callable[[], bool]) -> Iterator[None]:
+    """One thread of this process leads; the others wait for it to leave, then check ``done``."""
+    while True:
+        with _guard:
+            flight = _flights.get(key)
+            if flight is None:
+                flight = _flights[key] = threading.Event()
+                break
+        if not flight.wait(max(0.0, deadline - time.monotonic())):
+            raise FetchWaitTimeout(f"waited for another thread fetching {key} until the wait limit")
+        if done():
+            raise _Done
+        # The leader failed: the next one to get here leads.
+    try:
+        yield
+    finally:
+        with _guard:
+            del _flights[key]
+        flight.set()
+
+
+@contextmanager
+def _file_lock(key: str, *, deadline: float, done: Callable[[], bool]) -> Iterator[None]:
+    """One process of this node at a time; the OS frees it if the holder dies, so a killed worker never
+    wedges the node."""
+    lock_dir = Path(settings.MODEL_CACHE_DIR) / ".locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    file_lock = filelock.FileLock(lock_dir / f"{key}.lock")
+    while True:
         try:
-            file_lock.acquire(timeout=max(0.0, deadline - time.monotonic()), poll_interval=FILE_LOCK_POLL_SECONDS)
-        except filelock.Timeout as error:
-            raise FetchWaitTimeout(f"waited {timeout:.0f}s for another process fetching {key}") from error
-        held.callback(file_lock.release)
-        if done():
-            yield False
-            return
-
-        fleet_lock = _fleet_lock(key, wait=max(0.0, deadline - time.monotonic()))
-        if fleet_lock is not None:
-            held.callback(_release_quietly, fleet_lock)
-            held.enter_context(_renewed(fleet_lock))
-        yield not done()
+            file_lock.acquire(timeout=FILE_LOCK_POLL_SECONDS, poll_interval=FILE_LOCK_POLL_SECONDS)
+            break
+        except filelock.Timeout:
+            if done():
+                raise _Done from None
+            if time.monotonic() >= deadline:
+                raise FetchWaitTimeout(f"waited for another process fetching {key} until the wait limit") from None
+    try:
+        yield
+    finally:
+        file_lock.release()
 
 
-def _fleet_lock(key: str, *, wait: float):
+def _fleet_lock(key: str, *, deadline: float, done: Callable[[], bool]):
     from cache_app.services import fleet
 
     client = fleet.redis_client()
@@ -88,20 +120,19 @@ def _fleet_lock(key: str, *, wait: float):
         return None
     import redis
 
-    lock = client.lock(
-        f"model-cache:fetch:{key}",
-        timeout=settings.MODEL_FETCH_LOCK_LEASE_SECONDS,
-        blocking_timeout=wait,
-        sleep=FLEET_LOCK_POLL_SECONDS,
-    )
-    try:
-        acquired = lock.acquire()
-    except redis.RedisError as error:
-        fleet.redis_failed(error)
-        return None
-    if not acquired:
-        raise FetchWaitTimeout(f"waited {wait:.0f}s for another node fetching {key}")
-    return lock
+    lock = client.lock(f"model-cache:fetch:{key}", timeout=settings.MODEL_FETCH_LOCK_LEASE_SECONDS)
+    while True:
+        try:
+            if lock.acquire(blocking=False):
+                return lock
+        except redis.RedisError as error:
+            fleet.redis_failed(error)
+            return None
+        if done():
+            raise _Done
+        if time.monotonic() >= deadline:
+            raise FetchWaitTimeout(f"waited for another node fetching {key} until the wait limit")
+        time.sleep(FLEET_LOCK_POLL_SECONDS)
 
 
 @contextmanager
@@ -140,4 +171,4 @@ def _release_quietly(lock) -> None:
 
 def locks_reset() -> None:
     with _guard:
-        _thread_locks.clear()
+        _flights.clear()

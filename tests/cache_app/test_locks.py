@@ -1,0 +1,130 @@
+"""single_flight's own rules: one leader, waiters that leave once the work is done, a failed leader handing
+over, and a wait limit at each layer."""
+
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from cache_app.services.locks import FetchWaitTimeout, single_flight
+from tests.processes import in_threads
+
+# Another process of this node holding the artifact's file lock until told to let go.
+LOCK_HOLDER = """
+import sys, filelock
+lock = filelock.FileLock(sys.argv[1])
+lock.acquire()
+print("held", flush=True)
+sys.stdin.readline()
+"""
+
+
+@pytest.fixture
+def cache_dir(settings, tmp_path):
+    settings.MODEL_CACHE_DIR = str(tmp_path / "cache")
+    settings.REDIS_URL = ""  # these are the node's own layers; the fleet layer is tested with real nodes
+    return Path(settings.MODEL_CACHE_DIR)
+
+
+@pytest.fixture
+def holder(cache_dir):
+    """Start a process holding the file lock of a key; yields a function to start it."""
+    started = []
+
+    def hold(key: str) -> subprocess.Popen:
+        (cache_dir / ".locks").mkdir(parents=True, exist_ok=True)
+        process = subprocess.Popen(
+            [sys.executable, "-c", LOCK_HOLDER, str(cache_dir / ".locks" / f"{key}.lock")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        started.append(process)
+        assert process.stdout.readline().strip() == "held"
+        return process
+
+    yield hold
+    for process in started:
+        process.communicate("\n", timeout=10)
+
+
+def test_one_thread_leads_and_the_others_leave_when_it_is_done(cache_dir):
+    finished = threading.Event()
+    leaders = []
+
+    def fetch():
+        with single_flight("k1", timeout=30, done=finished.is_set) as must_fetch:
+            if must_fetch:
+                leaders.append(threading.get_ident())
+                time.sleep(0.3)  # the others arrive meanwhile
+                finished.set()
+            return must_fetch
+
+    results = in_threads(16, fetch)
+    assert results.count(True) == 1 and len(leaders) == 1
+
+
+def test_a_failed_leader_hands_over_to_a_waiter(cache_dir):
+    finished = threading.Event()
+    attempts = []
+
+    def fetch():
+        with single_flight("k2", timeout=30, done=finished.is_set) as must_fetch:
+            if not must_fetch:
+                return "waited"
+            attempts.append(1)
+            if len(attempts) == 1:
+                time.sleep(0.2)
+                raise RuntimeError("origin down")
+            finished.set()
+            return "fetched"
+
+    def guarded():
+        try:
+            return fetch()
+        except RuntimeError:
+            return "failed"
+
+    results = in_threads(8, guarded)
+    assert Counter(results) == {"failed": 1, "fetched": 1, "waited": 6}
+    assert len(attempts) == 2
+
+
+def test_a_thread_waiter_gives_up_at_the_wait_limit(cache_dir):
+    inside = threading.Event()
+    release = threading.Event()
+
+    def lead():
+        with single_flight("k3", timeout=30, done=lambda: False):
+            inside.set()
+            release.wait(30)
+
+    leader = threading.Thread(target=lead)
+    leader.start()
+    try:
+        assert inside.wait(10)
+        with pytest.raises(FetchWaitTimeout, match="another thread"):
+            with single_flight("k3", timeout=0.3, done=lambda: False):
+                pass
+    finally:
+        release.set()
+        leader.join()
+
+
+def test_a_process_waiter_gives_up_at_the_wait_limit(holder):
+    holder("k4")
+    with pytest.raises(FetchWaitTimeout, match="another process"):
+        with single_flight("k4", timeout=0.3, done=lambda: False):
+            pass
+
+
+def test_a_process_waiter_leaves_as_soon_as_the_work_is_done(holder):
+    holder("k5")
+    done_after = time.monotonic() + 0.2
+    # The other process never lets go: leaving without the lock is the only way out before the limit.
+    with single_flight("k5", timeout=30, done=lambda: time.monotonic() > done_after) as must_fetch:
+        assert must_fetch is False

@@ -30,7 +30,7 @@ def before_flow(version, features_frame) -> float:
 
     from cache_app.services.tiers import tier_for
     from cache_app.services.tiers.base import Location
-    from predictions.loaders import predictor_root
+    from predictions.loaders import predictor_root, predictor_threads
 
     began = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="before-", dir=BENCH_DIR.parent / "var" / "bench"))
@@ -62,7 +62,7 @@ def after_flow(folder: Path, features_frame) -> float:
 def run(ctx) -> list[dict]:
     from cache_app.services.fetch import artifact_fetch
     from predictions import inputs, services
-    from predictions.loaders import predictor_root
+    from predictions.loaders import predictor_root, predictor_threads
 
     quick = ctx.quick
     n_http = 50 if quick else 200
@@ -94,10 +94,19 @@ def run(ctx) -> list[dict]:
             frame = inputs.rows_from_json(version=version, rows=[features], where="features")
             served = services.predictor_serve(version=version)  # loads + persists into this process once
             predictor = served.obj
-            ours_in, floor = [], []
+            # The bookkeeping is what prediction_run adds around predict: it is measured against predict run
+            # the way the portal runs a small batch (loaders.predictor_threads: no per-call tree thread pool),
+            # while (c) stays the persisted predictor called as AutoGluon ships it.
+            ours_in, floor, floor_same_threads = [], [], []
+
+            def predict_as_served():
+                with predictor_threads(rows=len(frame)):
+                    predictor.predict(frame)
+
             for _ in range(10):
                 services.prediction_run(version=version, frame=frame)
                 predictor.predict(frame)
+                predict_as_served()
             for _ in range(n_http):
                 began = time.perf_counter()
                 services.prediction_run(version=version, frame=frame)
@@ -105,7 +114,10 @@ def run(ctx) -> list[dict]:
                 began = time.perf_counter()
                 predictor.predict(frame)
                 floor.append(time.perf_counter() - began)
-            ours_in_s, floor_s = summary(ours_in), summary(floor)
+                began = time.perf_counter()
+                predict_as_served()
+                floor_same_threads.append(time.perf_counter() - began)
+            ours_in_s, floor_s, same_s = summary(ours_in), summary(floor), summary(floor_same_threads)
 
             folder = predictor_root(artifact_fetch(artifact=version.artifact).path)
             large = name != "demo"
@@ -127,10 +139,11 @@ def run(ctx) -> list[dict]:
                 row(f"P1 {label}: memory hit over HTTP, p99", http_s["p99_ms"], floor_s["p99_ms"],
                     "(c) in process, p99", "ms", reps=n_http),
                 row(f"P1 {label}: bookkeeping, prediction_run in process p50", ours_in_s["p50_ms"],
-                    floor_s["p50_ms"], "(c) persisted predictor.predict, p50 (same loop, interleaved)", "ms",
-                    target="≤ +1 ms over (c)", met=(ours_in_s["p50_ms"] - floor_s["p50_ms"]) <= 1.0,
-                    reps=n_http, details={"ours": ours_in_s, "floor": floor_s,
-                                          "added_ms": round(ours_in_s["p50_ms"] - floor_s["p50_ms"], 3)}),
+                    same_s["p50_ms"], "(c) persisted predictor.predict on the calling thread as the portal runs "
+                    "it, p50 (same loop, interleaved)", "ms",
+                    target="≤ +1 ms over (c)", met=(ours_in_s["p50_ms"] - same_s["p50_ms"]) <= 1.0,
+                    reps=n_http, details={"ours": ours_in_s, "floor_same_threads": same_s, "floor_as_shipped": floor_s,
+                                          "added_ms": round(ours_in_s["p50_ms"] - same_s["p50_ms"], 3)}),
                 row(f"P1 {label}: memory hit over HTTP vs seed 'after' (disk hit, load + predict), p50",
                     http_s["p50_ms"], after_s["p50_ms"], "(b) TabularPredictor.load + predict per request", "ms",
                     target="≥ 15x faster" if large else None,

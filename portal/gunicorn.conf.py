@@ -33,10 +33,16 @@ def on_starting(server):
 
 
 def post_fork(server, worker):
-    # Each worker listens for clears from other nodes so its memory tier drops them at once.
-    from cache_app.services import fleet
+    import threading
 
+    from cache_app.services import fleet
+    from predictions.jobs import jobs_resume_interrupted
+
+    # Each worker listens for clears from other nodes so its memory tier drops them at once.
     fleet.invalidation_subscriber_start()
+    # Jobs a restart interrupted go on (without a broker they ran in a server thread); in the background,
+    # so the worker serves meanwhile.
+    threading.Thread(target=jobs_resume_interrupted, name="jobs-resume", daemon=True).start()
 
 
 def child_exit(server, worker):

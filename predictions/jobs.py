@@ -7,7 +7,7 @@ store every node and worker shares. Chunks run
 - on Celery workers (``REDIS_URL`` set): one task per chunk, in parallel, each worker serving the model
   through its own cache tiers (``predictions.services.prediction_run``);
 - in the server process otherwise (the embedded default): a background thread runs the chunks in order,
-  so no broker is needed.
+  so no broker is needed; after a restart, a worker process of the node takes up what was left.
 
 A chunk is finished with one conditional update (``done=False -> True``) in the same transaction that
 adds its rows to the job's progress, so a chunk delivered twice (a worker killed after predicting, before
@@ -23,7 +23,9 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
+import filelock
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q
@@ -199,8 +201,11 @@ def job_create(*, version: ModelVersion, data, filename: str = "", user=None, st
     return job
 
 
-def job_start(*, job: BatchJob) -> None:
-    """Hand the job's unfinished chunks to Celery, or to a thread of this process without a broker."""
+def job_start(*, job: BatchJob) -> bool:
+    """Hand the job's unfinished chunks to Celery, or to a thread of this process without a broker.
+
+    Returns False when another process of this node is already running the job in process.
+    """
     chunk_ids = list(job.chunks.filter(done=False).order_by("index").values_list("pk", flat=True))
     if uses_celery():
         from portal.celery import app
@@ -211,12 +216,51 @@ def job_start(*, job: BatchJob) -> None:
         with app.connection_for_write(settings.REDIS_URL) as conn:
             for chunk_id in chunk_ids:
                 predict_chunk.apply_async((chunk_id,), connection=conn, queue=queue)
-        return
-    thread = threading.Thread(target=_run_in_process, args=(job.pk, chunk_ids), name=f"job-{job.pk}", daemon=True)
+        return True
+    runner = _in_process_runner(job)
+    try:
+        runner.acquire(timeout=0)
+    except filelock.Timeout:
+        return False
+    thread = threading.Thread(
+        target=_run_in_process, args=(job.pk, chunk_ids, runner), name=f"job-{job.pk}", daemon=True
+    )
     thread.start()
+    return True
 
 
-def _run_in_process(job_id: int, chunk_ids: list[int]) -> None:
+def jobs_resume_interrupted() -> list[int]:
+    """Run the rest of this node's in-process jobs that a restart interrupted; return their ids.
+
+    Without a broker a job lives in a server thread, so a restart leaves it queued or running with chunks
+    to do. Every worker process calls this when it starts; the job's runner lock lets one of them take it.
+    (With Celery nothing is needed: unacknowledged chunks are delivered again.)
+    """
+    if uses_celery():
+        return []
+    resumed = []
+    unfinished = BatchJob.objects.filter(
+        node=settings.NODE_NAME, status__in=[BatchJob.Status.QUEUED, BatchJob.Status.RUNNING]
+    )
+    for job in unfinished.order_by("pk"):
+        if job_start(job=job):
+            logger.info("job %s: resumed in process %s", job.pk, os.getpid())
+            resumed.append(job.pk)
+    connection.close()
+    return resumed
+
+
+def _in_process_runner(job: BatchJob) -> filelock.FileLock:
+    """Held by the process running a job in process. Named by id and creation time: ids repeat when a
+    database is reset, a running job's lock must not."""
+    folder = Path(settings.DATA_DIR) / "jobs"
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = int(job.created_at.timestamp() * 1_000_000)
+    # Not thread-local: the thread that runs the job releases what the starting thread acquired.
+    return filelock.FileLock(folder / f"{job.pk}-{stamp}.lock", thread_local=False)
+
+
+def _run_in_process(job_id: int, chunk_ids: list[int], runner: filelock.FileLock) -> None:
     try:
         for chunk_id in chunk_ids:
             try:
@@ -229,6 +273,8 @@ def _run_in_process(job_id: int, chunk_ids: list[int]) -> None:
         logger.exception("job %s failed in process", job_id)
         job_fail(job_id=job_id, message=f"internal error: {error}")
     finally:
+        runner.release()
+        Path(runner.lock_file).unlink(missing_ok=True)
         connection.close()
 
 

@@ -212,3 +212,30 @@ def test_web_upload_page_and_live_detail_page(client, user, house_version):
     # The page's script polls the API with the session cookie.
     assert client.get(f"/api/jobs/{job.pk}").json()["progress"] == 1.0
     assert b"good.csv" in client.get("/jobs/").content
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_a_restart_interrupted_is_resumed_once(house_version, settings, tmp_path):
+    settings.DATA_DIR = tmp_path
+    data = csv_bytes(demo.house_prices(5 * CHUNK_ROWS, seed=4).drop(columns=["price"]))
+    # The server died after two chunks: the job is left running with three to do, and no runner.
+    job = jobs.job_create(version=house_version, data=data, filename="rows.csv", start=False)
+    for chunk in BatchChunk.objects.filter(job=job).order_by("index")[:2]:
+        jobs.chunk_run(chunk_id=chunk.pk)
+    assert BatchJob.objects.get(pk=job.pk).status == BatchJob.Status.RUNNING
+
+    # Two worker processes start and both look for interrupted jobs: one takes it, the other leaves it.
+    runner = jobs._in_process_runner(job)
+    runner.acquire(timeout=0)  # as if another worker process had taken the job first
+    try:
+        assert jobs.jobs_resume_interrupted() == []
+    finally:
+        runner.release()
+    assert jobs.jobs_resume_interrupted() == [job.pk]
+
+    job = jobs.job_wait(job=job, timeout=120)
+    assert job.status == BatchJob.Status.SUCCEEDED and job.rows_done == 5 * CHUNK_ROWS
+    assert sorted(BatchChunk.objects.filter(job=job).values_list("attempts", flat=True)) == [1, 1, 1, 1, 1]
+    result = list(csv.reader(io.StringIO("".join(jobs.job_result_lines(job=job)))))
+    assert len(result) == 1 + 5 * CHUNK_ROWS
+    assert jobs.jobs_resume_interrupted() == []  # finished jobs are left alone

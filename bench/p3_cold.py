@@ -160,7 +160,10 @@ def run(ctx) -> list[dict]:
                 if size == sizes[0]:
                     for method, fn in methods.items():
                         _ours(uri, archive, sha256) if method == "ours" else fn()
-                for i in range(reps[size]):
+                # 512 MB: moto takes ~30 s a method, Azurite ~3 s, so Azure affords a third round (the median of
+                # two is their mean, which one hiccup of the shared machine spoils).
+                rounds = reps[size] + (1 if size == 512 and cloud == "Azure" else 0)
+                for i in range(rounds):
                     order = list(methods)[i % len(methods):] + list(methods)[: i % len(methods)]
                     for method in order:
                         if method == "ours":
@@ -183,12 +186,12 @@ def run(ctx) -> list[dict]:
                                 round(med["ours"], 3), round(med["floor"], 3),
                                 "boto3 download_file(TransferConfig 8x8 MiB) + tarfile" if cloud == "S3" else
                                 "download_blob(max_concurrency=8).readinto + tarfile", "s",
-                                target="≤ 1.10x", met=med["ours"] / med["floor"] <= 1.10, reps=reps[size],
+                                target="≤ 1.10x", met=med["ours"] / med["floor"] <= 1.10, reps=rounds,
                                 details=details))
                 if "peer" in med:
                     rows.append(row(f"P3 cold fetch {case} vs fsspec peer", round(med["ours"], 3),
                                     round(med["peer"], 3), "fsspec simplecache::s3:// (s3fs) + tarfile", "s",
-                                    target="< 1.0x (faster)", met=med["ours"] < med["peer"], reps=reps[size]))
+                                    target="< 1.0x (faster)", met=med["ours"] < med["peer"], reps=rounds))
                 elif cloud == "S3":
                     rows.append(not_measured(f"P3 cold fetch {case} vs fsspec peer",
                                              "peer venv (s3fs) unavailable", "< 1.0x"))

@@ -15,13 +15,17 @@ from bench.rows import row
 from bench.runtime import Gunicorn
 
 CONNECTIONS = 8  # 2 workers x 4 threads
+# Without it, wrk's keep-alive connections stay with whichever gunicorn worker accepted them, and one worker
+# often accepts them all: such a run measures one process (half the throughput, on both sides at random).
+# A connection per request lets both workers take turns, as behind a load balancer.
+CLOSE = {"Connection": "close"}
 
 
 def _wrk(url: str, body: str, headers: dict, seconds: int, scratch) -> float:
     script = scratch / "post.lua"
     lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(body)}",
              'wrk.headers["Content-Type"] = "application/json"']
-    lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
+    lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in {**headers, **CLOSE}.items()]
     script.write_text("\n".join(lines) + "\n")
     done = subprocess.run(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "-s", str(script), url],
                           capture_output=True, text=True, timeout=seconds + 60)
@@ -37,7 +41,7 @@ def _threads(url: str, body: str, headers: dict, seconds: int) -> float:
 
     def loop(i):
         session = requests.Session()
-        session.headers.update({**headers, "Content-Type": "application/json"})
+        session.headers.update({**headers, **CLOSE, "Content-Type": "application/json"})
         while time.monotonic() < stop_at:
             session.post(url, data=body).raise_for_status()
             counts[i] += 1
@@ -90,5 +94,5 @@ def run(ctx) -> list[dict]:
     return [row("P5 throughput: memory-hit predictions/s, gunicorn 2 workers x 4 threads (demo model)", round(o, 1),
                 round(b, 1), "bare Django view + same persisted predictor, same gunicorn settings", "req/s",
                 target="≥ 0.8x", met=o / b >= 0.8, reps=reps,
-                details={"runs_req_per_s": results, "generator": f"{generator}, 1 thread, {CONNECTIONS} connections,"
+                details={"runs_req_per_s": results, "generator": f"{generator}, 1 thread, {CONNECTIONS} connections, one per request,"
                          f" {seconds}s per run, on the same 2 cores as the server", "seconds_per_run": seconds})]

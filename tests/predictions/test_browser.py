@@ -105,9 +105,11 @@ def test_sign_in_predict_upload_and_download(page, live_server, house_version, c
     page.fill("#id_tenure_months", "14")
     page.fill("#id_monthly_spend", "59.9")
     page.select_option("#id_plan", "plus")
-    page.click("#predict-button")  # support_calls left empty
+    page.fill("#id_support_calls", "1e39")  # a blank would be a missing value; this is out of range
+    page.click("#predict-button")
     page.wait_for_selector("#form-errors")
-    assert "support_calls" in page.locator("#form-errors").inner_text()
+    errors = page.locator("#form-errors").inner_text()
+    assert "support_calls" in errors and "out of range" in errors, errors
     assert page.locator("#result").count() == 0
     page.locator("#predict-form-card").screenshot(path=str(screenshots_dir / "form-errors.png"))
 

@@ -47,9 +47,9 @@ def _start(command: list[str], *, log_path: Path, ready_url: str, what: str, ins
         if process.poll() is not None:
             break
         try:
-            requests.get(ready_url, timeout=1)
+            requests.get(ready_url, timeout=5)
             return process, log
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or still importing
             time.sleep(0.1)
     _stop(process, log)
     pytest.skip(f"{what} did not start (see {log_path}); {install_hint}")

@@ -187,45 +187,40 @@ def _download_verified(
         began = time.monotonic()
         extraction = _streamed_extraction(artifact, extract_to)
         try:
-            with HashingWriter(archive_path, on_ordered=extraction.feed if extraction else None) as writer:
-                tier_for(location).download(location, writer, deadline=deadline)
-                digest = writer.hexdigest()
-                size = writer.bytes_written
-                rewritten = writer.rewritten
-        except ObjectMissing:
-            _abandon(extraction)
-            counters().record(tier, misses=1)
-            attempts.append((tier, f"no copy at {location.uri}"))
-            continue
-        except (TierError, OSError) as error:
-            _abandon(extraction)
-            _fetch_failed(artifact, tier, began, f"{location.uri}: {error}", attempts)
-            continue
-        except BaseException:
-            _abandon(extraction)
-            raise
-        if artifact.sha256 and digest != artifact.sha256:
-            _abandon(extraction)
-            _fetch_failed(
-                artifact,
-                tier,
-                began,
-                f"checksum mismatch at {location.uri}: expected {artifact.sha256}, got {digest}",
-                attempts,
-            )
-            if tier == Tier.SHARED:
-                _mark_shared(artifact, state=CacheEntry.State.CORRUPT)
-            continue
-        if not artifact.sha256:
-            logger.warning("artifact %s has no expected SHA-256; recording the computed %s", artifact.pk, digest)
-            artifact.sha256 = digest
-            artifact.save(update_fields=["sha256"])
-        manifest = None
-        if extraction is not None:
-            if rewritten:
-                extraction.abandon()  # it saw bytes the SDK wrote again: extract from the verified file instead
-            else:
-                manifest = extraction.finish()  # a hostile archive raises here, as archive_extract would
+            try:
+                with HashingWriter(archive_path, on_ordered=extraction.feed if extraction else None) as writer:
+                    tier_for(location).download(location, writer, deadline=deadline)
+                    digest = writer.hexdigest()
+                    size = writer.bytes_written
+                    rewritten = writer.rewritten
+            except ObjectMissing:
+                counters().record(tier, misses=1)
+                attempts.append((tier, f"no copy at {location.uri}"))
+                continue
+            except (TierError, OSError) as error:
+                _fetch_failed(artifact, tier, began, f"{location.uri}: {error}", attempts)
+                continue
+            if artifact.sha256 and digest != artifact.sha256:
+                _fetch_failed(
+                    artifact,
+                    tier,
+                    began,
+                    f"checksum mismatch at {location.uri}: expected {artifact.sha256}, got {digest}",
+                    attempts,
+                )
+                if tier == Tier.SHARED:
+                    _mark_shared(artifact, state=CacheEntry.State.CORRUPT)
+                continue
+            if not artifact.sha256:
+                logger.warning("artifact %s has no expected SHA-256; recording the computed %s", artifact.pk, digest)
+                artifact.sha256 = digest
+                artifact.save(update_fields=["sha256"])
+            # A hostile archive raises here, as archive_extract would. If the SDK wrote bytes again after they
+            # were passed on, the streamed result is not trusted: the verified file is extracted instead.
+            manifest = extraction.finish() if extraction is not None and not rewritten else None
+        finally:
+            if extraction is not None:
+                extraction.abandon()  # stops and cleans up an unfinished extraction; a no-op once it has ended
         seconds = time.monotonic() - began
         counters().record(tier, hits=1, bytes_transferred=size, fetch_seconds=seconds)
         FetchRecord.objects.create(
@@ -246,11 +241,6 @@ def _streamed_extraction(artifact: Artifact, extract_to: Path) -> StreamedExtrac
         limits=archives.limits_from_settings(),
         archive_size=artifact.size_bytes,  # the compression-ratio cap counts on the whole archive
     )
-
-
-def _abandon(extraction: StreamedExtraction | None) -> None:
-    if extraction is not None:
-        extraction.abandon()
 
 
 def _fetch_failed(artifact, tier: str, began: float, reason: str, attempts: list) -> None:

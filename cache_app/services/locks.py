@@ -47,8 +47,8 @@ class _Done(Exception):
 def single_flight(key: str, *, timeout: float, done: Callable[[], bool]) -> Iterator[bool]:
     """Yield True to the one caller that must do the work, False to those for whom ``done()`` came true.
 
-    ``done`` is checked while waiting at each layer and after taking it, so a waiter whose work another
-    thread, process or node finished leaves at once.
+    ``done`` is checked while waiting for this process's leader and for this node's file lock, and after
+    taking them, so a waiter whose work another thread or process finished leaves at once.
     """
     deadline = time.monotonic() + timeout
     try:
@@ -57,12 +57,12 @@ def single_flight(key: str, *, timeout: float, done: Callable[[], bool]) -> Iter
             held.enter_context(_file_lock(key, deadline=deadline, done=done))
             if done():
                 raise _Done
-            fleet_lock = _fleet_lock(key, deadline=deadline, done=done)
+            # With this node's file lock held, nobody else here can do the work: the fleet lock only orders
+            # this node behind another one fetching the same key.
+            fleet_lock = _fleet_lock(key, deadline=deadline)
             if fleet_lock is not None:
                 held.callback(_release_quietly, fleet_lock)
                 held.enter_context(_renewed(fleet_lock))
-            if done():
-                raise _Done
             yield True
     except _Done:
         yield False
@@ -112,7 +112,7 @@ def _file_lock(key: str, *, deadline: float, done: Callable[[], bool]) -> Iterat
         file_lock.release()
 
 
-def _fleet_lock(key: str, *, deadline: float, done: Callable[[], bool]):
+def _fleet_lock(key: str, *, deadline: float):
     from cache_app.services import fleet
 
     client = fleet.redis_client()
@@ -128,8 +128,6 @@ def _fleet_lock(key: str, *, deadline: float, done: Callable[[], bool]):
         except redis.RedisError as error:
             fleet.redis_failed(error)
             return None
-        if done():
-            raise _Done
         if time.monotonic() >= deadline:
             raise FetchWaitTimeout(f"waited for another node fetching {key} until the wait limit")
         time.sleep(FLEET_LOCK_POLL_SECONDS)

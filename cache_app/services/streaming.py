@@ -93,7 +93,7 @@ class StreamedExtraction:
         return self._manifest
 
     def abandon(self) -> None:
-        """Stop the extraction; it removes what it wrote."""
+        """Stop an unfinished extraction, which removes what it wrote. Once it has ended, does nothing."""
         self._put(_ABANDON)
         self._thread.join()
 

@@ -9,6 +9,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from portal.downloads import attachment_header
 from predictions import jobs, selectors
 
 
@@ -95,5 +96,5 @@ class JobResultApi(APIView):
             )
         response = StreamingHttpResponse(jobs.job_result_lines(job=job), content_type="text/csv; charset=utf-8")
         name = f"{job.version.model.name}-v{job.version.number}-job{job.pk}.csv"
-        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        response["Content-Disposition"] = attachment_header(name)
         return response

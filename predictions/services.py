@@ -1,6 +1,7 @@
 """Publishing models and running predictions. The API, the web UI, commands and jobs all call these."""
 
 import logging
+import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -26,6 +27,26 @@ class PublishFailed(Exception):
     pass
 
 
+# The web UI's URLs take a slug (``<slug:name>``) and the name is the origin folder of its archives: a
+# name outside this pattern could not be linked to, and could climb out of the origin with "..".
+MODEL_NAME = re.compile(r"[A-Za-z0-9_-]+")
+MODEL_NAME_MAX_LENGTH = MLModel._meta.get_field("name").max_length
+# ``/api/models/cache`` is the cache endpoint, so a model of that name could never be reached by name.
+RESERVED_MODEL_NAMES = {"cache"}
+
+
+def model_name_validate(name: str) -> None:
+    """Refuse a model name that is not a slug, before anything is archived, uploaded or recorded."""
+    if not isinstance(name, str) or not MODEL_NAME.fullmatch(name):
+        raise PublishFailed(
+            f"invalid model name {name!r}: use letters, digits, '-' and '_' only (a slug such as 'house-prices')"
+        )
+    if len(name) > MODEL_NAME_MAX_LENGTH:
+        raise PublishFailed(f"invalid model name {name!r}: at most {MODEL_NAME_MAX_LENGTH} characters")
+    if name.lower() in RESERVED_MODEL_NAMES:
+        raise PublishFailed(f"invalid model name {name!r}: reserved by the API")
+
+
 def model_publish(
     *, predictor_dir: Path, name: str, origin_uri: str | None = None, format: str = "zip", user=None
 ) -> ModelVersion:
@@ -34,6 +55,7 @@ def model_publish(
     The upload comes first and the records after, in one transaction: a failure at any step leaves the
     registry as it was (at worst an unreferenced archive at the origin, named by its content).
     """
+    model_name_validate(name)
     predictor_dir = Path(predictor_dir)
     if not predictor_dir.is_dir():
         raise PublishFailed(f"{predictor_dir} does not exist or is not a folder")
@@ -51,9 +73,11 @@ def model_publish(
         archives.archive_create(source_dir=root, dest_path=archive_path, format=format)
         sha256 = file_sha256(archive_path)
         size = archive_path.stat().st_size
-        location = origin.child(f"{name}/{sha256}.{format}")
         try:
+            location = origin.child(f"{name}/{sha256}.{format}")
             tier_for(location).upload(location, archive_path)
+        except ValueError as error:  # an unsafe key: refused before anything is written
+            raise PublishFailed(str(error)) from error
         except (TierError, OSError) as error:
             raise PublishFailed(f"could not upload to the origin {origin.uri}: {error}") from error
 

@@ -39,6 +39,19 @@ class Location:
         raise ValueError(f"unsupported storage URI {uri!r}: use file://, s3://, azure:// or https://")
 
     def child(self, name: str) -> "Location":
+        """The object ``name`` (``a/b.zip``) under this prefix; ``ValueError`` for a name that could leave it.
+
+        Keys are built from names people typed: "..", an absolute path or an empty segment would climb out
+        of a file:// folder (or alias another key in a bucket), and control characters or backslashes
+        are read differently by each store's SDK.
+        """
+        segments = name.split("/")
+        if (
+            not name
+            or any(segment in ("", ".", "..") for segment in segments)
+            or any(ord(char) < 32 or char in "\x7f\\" for char in name)
+        ):
+            raise ValueError(f"unsafe storage key {name!r}: it must stay under {self.uri}")
         joined = f"{self.key.rstrip('/')}/{name}" if self.key else name
         return Location(scheme=self.scheme, container=self.container, key=joined)
 

@@ -1,18 +1,25 @@
 """The cache in the Django admin: what is cached where, and the staff actions that change it.
 
 Every action calls the same services as the API and the management commands (``services.maintenance``),
-is offered only to staff holding ``cache_app.manage_cache``, and says what it did with ``message_user``.
+is offered only to staff holding ``cache_app.manage_cache``, says what it did with ``message_user`` and is
+recorded (who, when, what) by ``services.audit``: *Log entries* and each artifact's History show them.
+Clears ask for confirmation first.
 ``CacheActionsMixin`` is shared with ``predictions.admin``: a ModelAdmin says how its rows map to
 artifacts (``cache_artifacts_of``) and how to name one (``cache_label``), and gets the same actions.
 """
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.models import LogEntry
 from django.db.models import QuerySet
 from django.template.defaultfilters import filesizeformat
+from django.template.response import TemplateResponse
 
 from cache_app.dashboard import artifact_label
 from cache_app.models import Artifact, CacheEntry, CacheLimits, FetchRecord, TierCounter
+from cache_app.forms import CacheLimitsForm
 from cache_app.services import maintenance
+from cache_app.services.audit import cache_action_record, verified_summary
 from cache_app.services.errors import ArtifactUnavailable
 from cache_app.services.limits import limits_current, limits_reset
 
@@ -46,23 +53,48 @@ class CacheActionsMixin:
 
     @admin.action(permissions=["manage_cache"], description="Clear the cache (memory and this node's disk)")
     def clear_cache(self, request, queryset):
-        self._clear(request, queryset, include_shared=False)
+        return self._clear(request, queryset, action="clear_cache", include_shared=False)
 
     @admin.action(permissions=["manage_cache"], description="Clear the cache, shared tier included")
     def clear_cache_including_shared(self, request, queryset):
-        self._clear(request, queryset, include_shared=True)
+        return self._clear(request, queryset, action="clear_cache_including_shared", include_shared=True)
 
-    def _clear(self, request, queryset, *, include_shared: bool) -> None:
-        for label, artifact in self.cache_artifacts_of(queryset):
+    def _clear(self, request, queryset, *, action: str, include_shared: bool):
+        targets = self.cache_artifacts_of(queryset)
+        # A clear costs every node a download (fleet-wide with the shared tier): the first post only shows
+        # what would go; the confirmation page posts again with "post=yes", as the admin's own delete does.
+        if request.POST.get("post") != "yes":
+            return self._clear_confirmation(request, queryset, targets, action=action, include_shared=include_shared)
+        for label, artifact in targets:
             cleared = maintenance.artifact_clear(artifact=artifact, include_shared=include_shared)
             shared = " and the shared copy" if cleared.shared_deleted else ""
-            self.message_user(
-                request,
-                f"Cleared {label}: {cleared.memory_dropped} dropped from memory, "
+            message = (
+                f"{cleared.memory_dropped} dropped from memory, "
                 f"{filesizeformat(cleared.disk_bytes_freed)} freed on disk{shared}; "
-                f"now generation {cleared.generation}, so other nodes drop their copies too.",
-                messages.SUCCESS,
+                f"now generation {cleared.generation}, so other nodes drop their copies too."
             )
+            cache_action_record(
+                user=request.user,
+                action="clear, shared tier included" if include_shared else "clear",
+                message=message,
+                obj=artifact,
+                label=label,
+            )
+            self.message_user(request, f"Cleared {label}: {message}", messages.SUCCESS)
+        return None
+
+    def _clear_confirmation(self, request, queryset, targets, *, action: str, include_shared: bool):
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Clear the shared tier too?" if include_shared else "Clear the cache?",
+            "opts": self.model._meta,
+            "queryset": queryset,
+            "targets": [label for label, _ in targets],
+            "action": action,
+            "include_shared": include_shared,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/cache_app/clear_confirmation.html", context)
 
     @admin.action(permissions=["manage_cache"], description="Warm onto this node's disk")
     def warm_cache(self, request, queryset):
@@ -70,9 +102,13 @@ class CacheActionsMixin:
             try:
                 fetched = maintenance.artifact_warm(artifact=artifact)
             except WARM_ERRORS as error:
+                cache_action_record(user=request.user, action="warm", message=f"failed: {error}", obj=artifact,
+                                    label=label)
                 self.message_user(request, f"Could not warm {label}: {error}", messages.ERROR)
                 continue
             source = "already on disk" if fetched.tier == "disk" else f"fetched from {fetched.tier}"
+            cache_action_record(user=request.user, action="warm", message=f"{source} in {fetched.seconds:.2f} s",
+                                obj=artifact, label=label)
             self.message_user(
                 request, f"Warmed {label}: {source} in {fetched.seconds:.2f} s.", messages.SUCCESS
             )
@@ -81,6 +117,8 @@ class CacheActionsMixin:
     def verify_checksums(self, request, queryset):
         for label, artifact in self.cache_artifacts_of(queryset):
             verified = maintenance.artifact_verify(artifact=artifact)
+            cache_action_record(user=request.user, action="verify", message=verified_summary(verified),
+                                obj=artifact, label=label)
             if not verified.checked:
                 self.message_user(request, f"{label}: no disk copy on this node to verify.", messages.INFO)
             elif verified.ok:
@@ -106,6 +144,8 @@ class CacheActionsMixin:
         chosen = self.cache_current_artifacts_of if pinned else self.cache_artifacts_of
         for label, artifact in chosen(queryset):
             maintenance.artifact_pin(artifact=artifact, pinned=pinned)
+            cache_action_record(user=request.user, action="pin" if pinned else "unpin",
+                                message="kept on disk" if pinned else "evictable again", obj=artifact, label=label)
             labels.append(label)
         self.message_user(
             request, f"{'Pinned' if pinned else 'Unpinned'} {len(labels)}: {', '.join(labels)}.", messages.SUCCESS
@@ -193,6 +233,7 @@ class CacheLimitsAdmin(admin.ModelAdmin):
     """One row. Saving resets this process's cached copy, so the new limits apply here at once and on
     every other node within ``limits.REFRESH_SECONDS``."""
 
+    form = CacheLimitsForm
     list_display = ["__str__", "disk_max", "memory_max", "memory_max_count", "hit_rate_warning", "updated_at"]
     readonly_fields = ["updated_at"]
 
@@ -210,6 +251,10 @@ class CacheLimitsAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         limits_reset()
 
+    def construct_change_message(self, request, form, formsets, add=False):
+        # The admin records who saved and when; this makes the History say what changed, in units people read.
+        return form.change_summary() if not add else super().construct_change_message(request, form, formsets, add)
+
     @admin.display(description="disk max", ordering="disk_max_bytes")
     def disk_max(self, limits):
         return filesizeformat(limits.disk_max_bytes)
@@ -217,3 +262,15 @@ class CacheLimitsAdmin(admin.ModelAdmin):
     @admin.display(description="memory max", ordering="memory_max_bytes")
     def memory_max(self, limits):
         return filesizeformat(limits.memory_max_bytes)
+
+
+@admin.register(LogEntry)
+class LogEntryAdmin(ReadOnlyAdmin):
+    """Every staff change, cache actions and limit edits included: who, when, on what, and what happened."""
+
+    list_display = ["action_time", "user", "content_type", "object_repr", "action_flag", "change_message"]
+    list_filter = ["action_flag", "content_type", "user"]
+    search_fields = ["object_repr", "change_message", "user__username"]
+    list_select_related = ["user", "content_type"]
+    date_hierarchy = "action_time"
+    ordering = ["-action_time"]

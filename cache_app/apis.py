@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 
 from cache_app import metrics, selectors
 from cache_app.permissions import IsStaff
+from portal.query_params import query_params_validate
 
 
 class CacheStatsApi(APIView):
@@ -18,6 +19,7 @@ class CacheStatsApi(APIView):
 
     @extend_schema(responses=dict)
     def get(self, request):
+        query_params_validate(serializers.Serializer, request.query_params)
         stats = selectors.cache_stats()
         return Response(
             {
@@ -35,9 +37,8 @@ class CacheMetricsApi(APIView):
 
     @extend_schema(parameters=[QuerySerializer], responses=dict)
     def get(self, request):
-        query = self.QuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        return Response(selectors.cache_metrics(hours=query.validated_data["hours"]))
+        query = query_params_validate(self.QuerySerializer, request.query_params)
+        return Response(selectors.cache_metrics(hours=query["hours"]))
 
 
 def metrics_view(request):

@@ -19,8 +19,11 @@ from predictions.services import prediction_run, predictor_serve
 
 
 def run_action(client, model_admin_url, action, pks):
+    """Run an admin action, confirmed: clears ask first (tests/cache_app/test_cache_operations.py)."""
     response = client.post(
-        reverse(model_admin_url), {"action": action, "_selected_action": [str(pk) for pk in pks]}, follow=True
+        reverse(model_admin_url),
+        {"action": action, "_selected_action": [str(pk) for pk in pks], "post": "yes"},
+        follow=True,
     )
     assert response.status_code == 200
     return [str(m) for m in response.context["messages"]]

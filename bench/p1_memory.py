@@ -91,7 +91,7 @@ def run(ctx) -> list[dict]:
             http_s = summary(http)
 
             # In process: the same service call the API makes (memory hit) against the persisted predictor.
-            frame = inputs.rows_from_json(version=version, rows=[features], where="features")
+            frame = inputs.rows_from_json(version=version, rows=[features], where="features").frame
             served = services.predictor_serve(version=version)  # loads + persists into this process once
             predictor = served.obj
             # The bookkeeping is what prediction_run adds around predict: it is measured against predict run

@@ -24,7 +24,7 @@ def main() -> None:
     from predictions.models import ModelVersion
 
     version = ModelVersion.objects.select_related("artifact", "model").get(pk=version_id)
-    frame = inputs.rows_from_json(version=version, rows=[features], where="features")
+    frame = inputs.rows_from_json(version=version, rows=[features], where="features").frame
     folder = loaders.predictor_root(entry_dir(version.artifact) / "model")
     began = time.perf_counter()
     if mode == "ours":

@@ -2,7 +2,9 @@
 
 import logging
 
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from rest_framework import status
+from rest_framework.exceptions import APIException
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
@@ -14,8 +16,21 @@ def api_exception_handler(exc, context):
     from predictions.inputs import InvalidInput
 
     if isinstance(exc, InvalidInput):
-        return Response({"detail": "invalid input", "errors": exc.errors}, status=status.HTTP_400_BAD_REQUEST)
+        body = {"detail": "invalid input", "errors": exc.errors}
+        if exc.omitted:
+            body["errors_omitted"] = exc.omitted
+        return Response(body, status=status.HTTP_400_BAD_REQUEST)
+    # Django's own refusals while reading a body would otherwise be HTML error pages on a JSON API.
+    if isinstance(exc, RequestDataTooBig):
+        return Response({"detail": str(exc), "code": "body_too_large"}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    if isinstance(exc, TooManyFieldsSent | TooManyFilesSent):
+        return Response({"detail": str(exc), "code": "too_many_fields"}, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, ArtifactUnavailable):
         logger.warning("model unavailable: %s", exc)
         return Response({"detail": str(exc), "code": exc.code}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
-    return exception_handler(exc, context)
+    response = exception_handler(exc, context)
+    if response is not None and isinstance(exc, APIException) and isinstance(response.data, dict):
+        codes = exc.get_codes()
+        if isinstance(codes, str):  # a single error: say which, as the 503s do
+            response.data.setdefault("code", codes)
+    return response

@@ -1,52 +1,76 @@
 """The prediction API. Thin views: parse, call ``predictions.services``, shape the answer."""
 
-import csv
-import io
+import json
 import time
 
+from django.conf import settings
+
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers
-from rest_framework.exceptions import ParseError
+from rest_framework import serializers, status
+from rest_framework.exceptions import APIException, ParseError
 from rest_framework.parsers import BaseParser, FormParser, JSONParser, MultiPartParser
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from predictions import inputs, selectors, services
+from predictions import inputs, results, selectors, services
+
+
+class BodyTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "body_too_large"
+
+
+def _body_read(stream, *, limit: int) -> bytes:
+    """The body, refused with a 413 as soon as it passes ``limit`` bytes: never more than that in memory."""
+    if stream is None:
+        return b""
+    chunks, size = [], 0
+    while chunk := stream.read(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"the body is larger than {limit} bytes, the limit per request (PREDICT_MAX_UPLOAD_BYTES)")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class CSVBodyParser(BaseParser):
     media_type = "text/csv"
 
     def parse(self, stream, media_type=None, parser_context=None):
-        return stream.read() if stream is not None else b""
+        return _body_read(stream, limit=settings.PREDICT_MAX_UPLOAD_BYTES)
 
 
 class FeatureJSONParser(JSONParser):
-    """Parses NaN and Infinity literals so validation can name the field that holds them (then refuse it)."""
+    """JSON that cannot knock the server over: bounded while read, any depth or number refused with a 400.
 
-    strict = False
+    NaN and Infinity literals are parsed so validation can name the field that holds them (then refuse it).
+    """
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        body = _body_read(stream, limit=settings.PREDICT_MAX_UPLOAD_BYTES)
+        try:
+            return json.loads(body.decode("utf-8"))
+        except UnicodeDecodeError as error:
+            raise ParseError(f"the body is not UTF-8 text (byte {error.start})") from None
+        except RecursionError:
+            raise ParseError("JSON parse error - nested too deeply") from None
+        except ValueError as error:  # syntax, and integers past Python's digit limit
+            raise ParseError(f"JSON parse error - {str(error)[:200]}") from None
 
 
 class CSVRenderer(BaseRenderer):
-    """Rows of predictions as CSV (``Accept: text/csv`` or ``?format=csv``); errors as field,error rows."""
+    """Result rows as CSV (``Accept: text/csv`` or ``?format=csv``); errors as field,error rows."""
 
     media_type = "text/csv"
     format = "csv"
     charset = "utf-8"
 
     def render(self, data, accepted_media_type=None, renderer_context=None):
-        out = io.StringIO()
-        if isinstance(data, list) and data:
-            writer = csv.DictWriter(out, fieldnames=list(data[0]))
-            writer.writeheader()
-            writer.writerows(data)
-        elif isinstance(data, dict):
-            writer = csv.writer(out)
-            writer.writerow(["field", "error"])
-            for field, message in (data.get("errors") or {"detail": data.get("detail", "")}).items():
-                writer.writerow([field, message])
-        return out.getvalue().encode(self.charset)
+        if isinstance(data, dict) and "header" in data and "rows" in data:
+            return results.csv_text(data["header"], data["rows"]).encode(self.charset)
+        errors = (data or {}).get("errors") or {"detail": (data or {}).get("detail", "")}
+        return results.csv_text(["field", "error"], list(errors.items())).encode(self.charset)
 
 
 class VersionSerializer(serializers.Serializer):
@@ -104,17 +128,19 @@ class PredictApi(APIView):
     )
     def post(self, request, model_ref):
         started = time.monotonic()
+        _refuse_oversized(request)
         query = self.QuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         model = selectors.model_get(model_ref=model_ref)
         version = selectors.version_get(model=model, number=query.validated_data.get("version"))
-        frame, single = self._rows(request, version)
-        result = services.prediction_run(version=version, frame=frame, user=request.user, started=started)
+        rows, single = self._rows(request, version)
+        result = services.prediction_run(version=version, frame=rows.frame, user=request.user, started=started)
         if request.accepted_renderer.format == "csv":
-            return Response(_result_rows(frame, result))
-        return Response(_result_body(result, single=single))
+            header, table = results.result_table(rows, result)
+            return Response({"header": header, "rows": table})
+        return Response(_result_body(rows, result, single=single))
 
-    def _rows(self, request, version):
+    def _rows(self, request, version) -> tuple[inputs.Rows, bool]:
         if request.content_type.startswith("text/csv"):
             # DRF skips the parser for an empty body and hands back an empty dict.
             body = request.data if isinstance(request.data, bytes) else b""
@@ -132,7 +158,19 @@ class PredictApi(APIView):
         return inputs.rows_from_json(version=version, rows=[features], where="features"), True
 
 
-def _result_body(result: services.PredictionResult, *, single: bool) -> dict:
+def _refuse_oversized(request) -> None:
+    """A body announced larger than any request may be is refused before a byte of it is read."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise ParseError("Content-Length is not a number") from None
+    # A multipart body carries its boundaries and field headers on top of the file.
+    limit = settings.PREDICT_MAX_UPLOAD_BYTES + 64 * 1024
+    if length > limit:
+        raise BodyTooLarge(f"the body is {length} bytes; the limit per request is {limit} (PREDICT_MAX_UPLOAD_BYTES)")
+
+
+def _result_body(rows: inputs.Rows, result: services.PredictionResult, *, single: bool) -> dict:
     body = {
         "model": result.version.model.name,
         "model_id": result.version.model_id,
@@ -146,18 +184,13 @@ def _result_body(result: services.PredictionResult, *, single: bool) -> dict:
         body["prediction"] = result.predictions[0]
         if result.probabilities is not None:
             body["probabilities"] = result.probabilities[0]
+        body["missing_features"] = rows.missing[0]
     else:
         body["predictions"] = result.predictions
         if result.probabilities is not None:
             body["probabilities"] = result.probabilities
+        body["missing_features"] = rows.missing
+    body["warnings"] = rows.warnings
+    if rows.warnings_omitted:
+        body["warnings_omitted"] = rows.warnings_omitted
     return body
-
-
-def _result_rows(frame, result: services.PredictionResult) -> list[dict]:
-    column = services.prediction_column(result.version)
-    rows = frame.astype(object).where(frame.notna(), "").to_dict(orient="records")
-    for index, row in enumerate(rows):
-        row[column] = result.predictions[index]
-        for name, probability in (result.probabilities[index] if result.probabilities else {}).items():
-            row[f"probability_{name}"] = probability
-    return rows

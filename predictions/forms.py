@@ -39,6 +39,23 @@ class NumberField(forms.Field):
 class FeatureForm(forms.Form):
     """Base of the generated forms; ``fields`` are added by :func:`feature_form_class`."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Shown beside each field after a prediction: what the model noticed, and what it filled in.
+        self.input_warnings: dict[str, list[str]] = {}
+        self.filled_in: set[str] = set()
+
+    def add_input_warnings(self, rows) -> None:
+        """Attach the warnings and missing features of the one row predicted (``inputs.Rows``)."""
+        for warning in rows.warnings:
+            self.input_warnings.setdefault(warning["field"], []).append(warning["message"])
+        self.filled_in = set(rows.missing[0])
+
+    def annotated(self):
+        """Each bound field with its warnings and whether the model filled it in, for the template."""
+        for bound in self:
+            yield bound, self.input_warnings.get(bound.name, []), bound.name in self.filled_in
+
     def row(self) -> dict:
         """The cleaned values as the row dict ``inputs.rows_from_json`` takes; a blank field is a missing value
         (None), which the predictor imputes as it did in training, as the API allows."""

@@ -1,85 +1,283 @@
-"""Turning untrusted rows (JSON objects or CSV) into a DataFrame the predictor can take, or a clear error.
+"""Turning untrusted rows (JSON objects or CSV) into a DataFrame the predictor can take, or a clear refusal.
 
-Every error names where it is: ``instances[3].sqft`` for JSON, ``row 4, column sqft`` for CSV (rows counted
-from 1 after the header). Nothing reaches AutoGluon that it could fail on with a traceback.
+Every error names where it is: ``instances[3].sqft`` for JSON, ``row 4, column sqft`` for CSV (records
+counted from 1 after the header). Nothing reaches AutoGluon that it could fail on with a traceback, and
+nothing is guessed in silence: values the model would take but did not see in training (a number out of
+its range, a category it does not know, under a "warn" policy) come back as warnings, and missing values
+the model fills in are named per row. What a model saw is its version's input contract
+(``predictions.contract``), recorded at publish.
+
+Error lists are bounded (``MAX_ERRORS`` overall, ``MAX_ERRORS_PER_ROW`` per row, long names cut) with a
+count of the rest, so a hostile row cannot make a megabyte-sized answer.
 """
 
 import csv
 import io
 import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 
 from django.conf import settings
+
+from predictions import contract
 
 # LightGBM and friends work in 32-bit floats: a larger magnitude would silently become infinity.
 FLOAT32_MAX = 3.4028234e38
 NUMERIC_DTYPES = {"int", "float"}
-MAX_ERRORS_REPORTED = 20
+MAX_ERRORS = 20
+MAX_ERRORS_PER_ROW = 10
+MAX_WARNINGS = 100
+MAX_NAME_CHARS = 64
+QUOTE = '"'
 
 
 class InvalidInput(Exception):
-    def __init__(self, errors: dict[str, str]):
+    """Input refused: ``errors`` maps where (field, row) to what is wrong; ``omitted`` counts the rest."""
+
+    def __init__(self, errors: dict[str, str], *, omitted: int = 0):
         self.errors = errors
-        super().__init__("; ".join(f"{field}: {message}" for field, message in errors.items()))
+        self.omitted = omitted
+        super().__init__("; ".join(f"{where}: {message}" for where, message in errors.items()))
 
 
-def rows_from_json(*, version, rows: list, where: str = "instances"):
+class _Errors:
+    """The first errors of a request, bounded overall and per row; the rest only counted."""
+
+    def __init__(self):
+        self.found: dict[str, str] = {}
+        self.omitted = 0
+        self._row_count = 0
+
+    def new_row(self) -> None:
+        self._row_count = 0
+
+    def add(self, where: str, message: str) -> None:
+        if len(self.found) >= MAX_ERRORS or self._row_count >= MAX_ERRORS_PER_ROW:
+            self.omitted += 1
+            return
+        self._row_count += 1
+        self.found[where] = message
+
+    def raise_if_any(self) -> None:
+        if self.found:
+            raise InvalidInput(self.found, omitted=self.omitted)
+
+
+@dataclass
+class Rows:
+    """Validated rows: what the predictor gets, what the client sent, and what the client should know."""
+
+    frame: object  # pandas.DataFrame, feature columns in the predictor's order
+    columns: list[str]  # the columns as sent: the CSV header, or the features for JSON
+    cells: list[list]  # each row's values as sent, in ``columns`` order (CSV text, JSON values)
+    numbers: list[int]  # how errors and warnings number each row: ``instances`` index or CSV row
+    missing: list[list[str]] = field(default_factory=list)  # per row, the features the model filled in
+    warnings: list[dict] = field(default_factory=list)  # {"row", "field", "value", "message"}, the first ones
+    warnings_omitted: int = 0
+    row_warnings: list[list[str]] = field(default_factory=list)  # per row, every warning: "field: message"
+
+    def __len__(self) -> int:
+        return len(self.cells)
+
+
+class _Warnings:
+    """The first warnings of a request in full (for JSON), and every warning as text per row (for CSV)."""
+
+    def __init__(self):
+        self.found: list[dict] = []
+        self.omitted = 0
+        self.per_row: list[list[str]] = []
+
+    def new_row(self) -> None:
+        self.per_row.append([])
+
+    def add(self, row: int, name: str | None, value, message: str) -> None:
+        self.per_row[-1].append(f"{name}: {message}" if name else message)
+        if len(self.found) >= MAX_WARNINGS:
+            self.omitted += 1
+            return
+        self.found.append({"row": row, "field": name, "value": _shown(value), "message": message})
+
+
+def rows_from_json(*, version, rows: list, where: str = "instances") -> Rows:
     if not isinstance(rows, list) or not rows:
         raise InvalidInput({where: "must be a non-empty list of objects"})
     _check_row_count(len(rows), where=where)
-    errors: dict[str, str] = {}
-    clean_rows = []
+    checker = _RowChecker(version)
+    cells = []
     for index, row in enumerate(rows):
         prefix = f"{where}[{index}]" if where == "instances" else where
+        checker.errors.new_row()
         if not isinstance(row, dict):
-            errors[prefix] = "must be an object of feature values"
+            checker.errors.add(prefix, "must be an object of feature values")
             continue
-        clean_rows.append(_clean_row(version, row, lambda name, prefix=prefix: f"{prefix}.{name}", errors))
-        if len(errors) >= MAX_ERRORS_REPORTED:
-            break
-    if errors:
-        raise InvalidInput(errors)
-    return _frame(version, clean_rows)
+        for name in row:
+            if name not in checker.features and name != version.label:
+                checker.errors.add(f"{prefix}.{_short(name)}", "is not a feature of this model")
+        values = []
+        for name in checker.features:
+            if name not in row:
+                checker.errors.add(f"{prefix}.{name}", "is missing (send null for a missing value)")
+                values.append(None)
+            else:
+                values.append(row[name])
+        checker.check(index, values, where=lambda name, prefix=prefix: f"{prefix}.{name}")
+        cells.append(values)
+    checker.errors.raise_if_any()
+    return checker.rows(columns=list(checker.features), cells=cells, typed=cells, numbers=list(range(len(cells))))
 
 
-def rows_from_csv(*, version, data: bytes):
+def rows_from_csv(*, version, data: bytes, first_row: int = 0) -> Rows:
+    """Rows from CSV bytes; ``first_row`` is how many records came before them (a job's chunk)."""
     if len(data) > settings.PREDICT_MAX_UPLOAD_BYTES:
         raise InvalidInput({"file": f"is {len(data)} bytes; the limit is {settings.PREDICT_MAX_UPLOAD_BYTES}"})
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise InvalidInput({"file": f"is not UTF-8 text (byte {error.start})"}) from error
-    if not text.strip():
-        raise InvalidInput({"file": "is empty"})
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = [name.strip() for name in next(reader)]
-    except (StopIteration, csv.Error) as error:
-        raise InvalidInput({"file": f"has no readable header row ({error})"}) from error
-    if len(set(header)) != len(header):
-        raise InvalidInput({"header": "has duplicate column names"})
-    errors: dict[str, str] = {}
-    clean_rows = []
-    try:
-        for line_number, values in enumerate(reader, start=1):
-            if not values or all(not v.strip() for v in values):
-                continue
-            if len(values) != len(header):
-                errors[f"row {line_number}"] = f"has {len(values)} values; the header has {len(header)} columns"
-            else:
-                raw = {name: _csv_value(version, name, value) for name, value in zip(header, values)}
-                clean_rows.append(
-                    _clean_row(version, raw, lambda name, n=line_number: f"row {n}, column {name}", errors)
-                )
-            if len(errors) >= MAX_ERRORS_REPORTED:
-                break
-            _check_row_count(len(clean_rows), where="file")
-    except csv.Error as error:
-        raise InvalidInput({"file": f"is not valid CSV ({error})"}) from error
-    if errors:
-        raise InvalidInput(errors)
-    if not clean_rows:
+    records = CSVRecords(io.StringIO(text, newline=""), first_row=first_row)
+    return rows_from_records(version=version, header=records.header, records=records)
+
+
+def rows_from_records(*, version, header: list[str], records: Iterable[tuple[int, list[str]]]) -> Rows:
+    """Rows from CSV records already read (``CSVRecords``): numbered cells under ``header``."""
+    checker = _RowChecker(version)
+    unknown = [name for name in header if name not in checker.features and name != version.label]
+    absent = [name for name in checker.features if name not in header]
+    for name in unknown[:MAX_ERRORS_PER_ROW]:
+        checker.errors.add(f"column {_short(name)}", "is not a feature of this model")
+    for name in absent:
+        checker.errors.add(f"column {name}", "is missing from the header (leave its cells empty for missing values)")
+    checker.errors.raise_if_any()
+    positions = [header.index(name) for name in checker.features]
+    cells, typed_rows, numbers = [], [], []
+    for number, values in records:
+        _check_row_count(len(cells) + 1, where="file")
+        checker.errors.new_row()
+        typed = [_csv_value(checker.features[name], values[at]) for name, at in zip(checker.features, positions)]
+        checker.check(number, typed, where=lambda name, n=number: f"row {n}, column {name}")
+        cells.append(values)
+        typed_rows.append(typed)
+        numbers.append(number)
+    checker.errors.raise_if_any()
+    if not cells:
         raise InvalidInput({"file": "has a header but no data rows"})
-    return _frame(version, clean_rows)
+    return checker.rows(columns=header, cells=cells, typed=typed_rows, numbers=numbers)
+
+
+class CSVRecords:
+    """A CSV's header and records, strictly: what a spreadsheet would read, or an error naming the row.
+
+    Python's ``csv`` module is lenient: an unclosed quote swallows every following line into one cell and a
+    quote inside an unquoted cell is kept as text, so rows vanish without a word. Here the reader runs in
+    strict mode and each record's raw text is kept to tell a quoted cell from a stray quote; every record
+    must have the header's number of cells. Records are numbered from 1 after the header, an empty line
+    counts as a record and is skipped (so numbers match the file), and whitespace around cells is kept for
+    the caller to judge.
+    """
+
+    def __init__(self, stream: Iterable[str], *, first_row: int = 0):
+        self._raw: list[str] = []
+        self._reader = csv.reader(self._tap(stream), strict=True)
+        self.number = first_row  # the last record read
+        try:
+            header = next(self._reader)
+        except StopIteration:
+            raise InvalidInput({"file": "is empty"}) from None
+        except UnicodeDecodeError as error:
+            raise InvalidInput({"file": "is not UTF-8 text"}) from error
+        except csv.Error as error:
+            raise InvalidInput({"file": f"has no readable header row ({error})"}) from error
+        self._check_quotes(header, where="header")
+        self.header = [name.strip() for name in header]
+        if not any(self.header):
+            raise InvalidInput({"file": "has no readable header row"})
+        if len(set(self.header)) != len(self.header):
+            raise InvalidInput({"header": "has duplicate column names"})
+
+    def _tap(self, stream: Iterable[str]) -> Iterator[str]:
+        # csv pulls a line only when the record goes on, so the lines taken since the last record are its text.
+        for line in stream:
+            self._raw.append(line)
+            yield line
+
+    def _check_quotes(self, values: list[str], *, where: str) -> None:
+        raw = "".join(self._raw)
+        self._raw.clear()
+        for value in values:
+            if QUOTE in value and f'"{value.replace(QUOTE, QUOTE * 2)}"' not in raw:
+                raise InvalidInput(
+                    {where: f"has a stray quote in the cell {_shown(value)!r}: quote the whole cell and double "
+                            'the quotes inside it ("like ""this""")'}
+                )
+
+    def __iter__(self) -> Iterator[tuple[int, list[str]]]:
+        while True:
+            where = f"row {self.number + 1}"
+            try:
+                values = next(self._reader)
+            except StopIteration:
+                return
+            except UnicodeDecodeError as error:
+                raise InvalidInput({where: "is not UTF-8 text"}) from error
+            except csv.Error as error:
+                reason = "has a quote that is never closed" if "end of data" in str(error) else f"is not valid CSV ({error})"
+                raise InvalidInput({where: reason}) from error
+            self.number += 1
+            self._check_quotes(values, where=where)
+            if not values:
+                continue
+            if len(values) != len(self.header):
+                raise InvalidInput(
+                    {where: f"has {len(values)} cells; the header has {len(self.header)} columns"}
+                )
+            yield self.number, values
+
+
+class _RowChecker:
+    """Checks each row's values against the version's schema and input contract."""
+
+    def __init__(self, version):
+        self.version = version
+        self.features = {feature["name"]: feature for feature in version.features}
+        self.contract = contract.InputContract.of(version)
+        self.errors = _Errors()
+        self.warnings = _Warnings()
+        self.missing: list[list[str]] = []
+
+    def check(self, number: int, values: list, *, where) -> None:
+        """``values`` in feature order; errors and warnings are recorded, and missing features per row."""
+        self.warnings.new_row()
+        missing = []
+        for (name, feature), value in zip(self.features.items(), values):
+            if value is None:
+                missing.append(name)
+                continue
+            problem = _type_problem(feature["dtype"], value)
+            if problem:
+                self.errors.add(where(name), problem)
+                continue
+            verdict = self.contract.check(feature, value)
+            if verdict.error:
+                self.errors.add(where(name), verdict.error)
+            elif verdict.warning:
+                self.warnings.add(number, name, value, verdict.warning)
+        if len(missing) == len(self.features):
+            self.warnings.add(number, None, None, contract.ALL_MISSING)
+        self.missing.append(missing)
+
+    def rows(self, *, columns, cells, typed, numbers) -> Rows:
+        """``typed``: each row's feature values in feature order, as checked."""
+        return Rows(
+            frame=_frame(self.version, typed),
+            columns=columns,
+            cells=cells,
+            numbers=numbers,
+            missing=self.missing,
+            warnings=self.warnings.found,
+            warnings_omitted=self.warnings.omitted,
+            row_warnings=self.warnings.per_row,
+        )
 
 
 def _check_row_count(count: int, *, where: str) -> None:
@@ -87,48 +285,30 @@ def _check_row_count(count: int, *, where: str) -> None:
         raise InvalidInput({where: f"has more than {settings.PREDICT_MAX_ROWS} rows, the limit per request"})
 
 
-def _csv_value(version, name: str, value: str):
+def _csv_value(feature: dict, value: str):
     """CSV cells are text: an empty cell is a missing value, numbers are parsed for numeric columns."""
     value = value.strip()
     if value == "":
         return None
-    dtype = _dtypes(version).get(name)
-    if dtype in NUMERIC_DTYPES:
+    if feature["dtype"] in NUMERIC_DTYPES:
         try:
-            return float(value)
+            return int(value) if feature["dtype"] == "int" and value.lstrip("+-").isdigit() else float(value)
         except ValueError:
-            return value  # reported by _clean_row as "must be a number"
+            return value  # reported as "must be a number"
     return value
 
 
-def _clean_row(version, row: dict, field_name, errors: dict) -> dict:
-    dtypes = _dtypes(version)
-    for name in row:
-        if name not in dtypes and name != version.label:
-            errors[field_name(name)] = "is not a feature of this model"
-    clean = {}
-    for name, dtype in dtypes.items():
-        if name not in row:
-            errors[field_name(name)] = "is missing"
-            continue
-        value = row[name]
-        problem = _problem(dtype, value)
-        if problem:
-            errors[field_name(name)] = problem
-        clean[name] = value
-    return clean
-
-
-def _problem(dtype: str, value) -> str | None:
-    if value is None:
-        return None  # a missing value: AutoGluon imputes it as it did in training
+def _type_problem(dtype: str, value) -> str | None:
     if dtype in NUMERIC_DTYPES:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            return f"must be a number, got {type(value).__name__} {str(value)[:40]!r}"
-        if not math.isfinite(value):
+            return f"must be a number, got {type(value).__name__} {_shown(value)!r}"
+        # Compared before any float conversion: an integer of hundreds of digits has no float.
+        if isinstance(value, float) and not math.isfinite(value):
             return "must be a finite number (NaN and infinity are not allowed)"
         if abs(value) > FLOAT32_MAX:
             return f"is out of range (|value| must be at most {FLOAT32_MAX:.3g})"
+        if dtype == "int" and isinstance(value, float) and not value.is_integer():
+            return f"must be a whole number: the model was trained on integers, got {value!r}"
         return None
     if dtype == "bool":
         return None if isinstance(value, bool) or value in ("true", "false", "True", "False", 0, 1) else (
@@ -138,23 +318,46 @@ def _problem(dtype: str, value) -> str | None:
         return f"must be a string, got {type(value).__name__}"
     if isinstance(value, float) and not math.isfinite(value):
         return "must be a finite value"
+    if isinstance(value, int) and abs(value) > FLOAT32_MAX:
+        return "is out of range for a category (send it as a string)"
     return None
 
 
-def _dtypes(version) -> dict[str, str]:
-    return {feature["name"]: feature["dtype"] for feature in version.features}
+def _short(name) -> str:
+    name = str(name)
+    return name if len(name) <= MAX_NAME_CHARS else f"{name[: MAX_NAME_CHARS - 1]}…"
 
 
-def _frame(version, rows: list[dict]):
+def _shown(value):
+    """A value as a warning or error repeats it: long text cut, so answers stay small."""
+    if isinstance(value, str) and len(value) > 80:
+        return f"{value[:79]}…"
+    return value
+
+
+INT64_MAX = 2**63 - 1
+
+
+def _integers(numbers):
+    """int64 as in training where every value fits; float64 (as pandas itself would) with a gap or a giant."""
+    if numbers.notna().all() and numbers.abs().max() <= INT64_MAX:
+        return numbers.astype("int64")
+    return numbers.astype("float64")
+
+
+def _frame(version, rows: list[list]):
+    """The rows as the DataFrame ``TabularPredictor.predict`` would be given by hand: columns typed as in
+    training (floats as float64, integers as int64 unless a value is missing, categories as text)."""
     import pandas as pd
 
     frame = pd.DataFrame(rows, columns=version.feature_names)
     for feature in version.features:
         name = feature["name"]
         column = frame[name]
-        if feature["dtype"] in NUMERIC_DTYPES:
-            if column.dtype == object:  # a missing value among numbers, or numbers parsed from CSV text
-                frame[name] = pd.to_numeric(column, errors="coerce")
+        if feature["dtype"] == "float":
+            frame[name] = pd.to_numeric(column, errors="coerce").astype("float64")
+        elif feature["dtype"] == "int":
+            frame[name] = _integers(pd.to_numeric(column, errors="coerce"))
         elif feature["dtype"] in ("object", "category"):
             # Numbers sent for a categorical column name its categories, as the training data did.
             if any(not isinstance(value, str) for value in column.dropna()):

@@ -33,13 +33,12 @@ from django.http import Http404
 from django.utils import timezone
 
 from cache_app.services.errors import ArtifactUnavailable
-from predictions import inputs, services
+from predictions import inputs, results, services
 from predictions.models import BatchChunk, BatchJob, ModelVersion
 
 logger = logging.getLogger(__name__)
 
 TERMINAL = (BatchJob.Status.SUCCEEDED, BatchJob.Status.FAILED)
-_ROW_KEY = re.compile(r"^row (\d+)")
 
 
 class JobNotFinished(Exception):
@@ -100,65 +99,36 @@ def _text_stream(data) -> io.TextIOWrapper:
     return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
 
 
-def _shift_errors(errors: dict[str, str], offset: int) -> dict[str, str]:
-    """Chunk-relative "row 4, column sqft" -> the file's row number."""
-    return {_ROW_KEY.sub(lambda m: f"row {int(m.group(1)) + offset}", key): message for key, message in errors.items()}
-
-
-def _validate(version: ModelVersion, header_line: str, records_text: str, *, offset: int) -> None:
-    try:
-        inputs.rows_from_csv(version=version, data=(header_line + records_text).encode())
-    except inputs.InvalidInput as error:
-        raise inputs.InvalidInput(_shift_errors(error.errors, offset)) from None
-
-
 def _split(version: ModelVersion, data, chunk_rows: int) -> Iterator[tuple[str, list]]:
     """Yield ("header", header) once, then ("chunk", [first_record, rows, text]) per chunk, validated.
 
-    Records are counted as ``inputs.rows_from_csv`` counts them (blank records included), so the row an
-    error names is the row of the uploaded file.
+    The file is read strictly (``inputs.CSVRecords``) and each chunk validated with the file's own record
+    numbers, so an error names the row of the uploaded file. A chunk's text keeps an empty line for each
+    skipped empty record: read again from ``first_record``, its records get the same numbers.
     """
-    reader = csv.reader(_text_stream(data))
-    try:
-        header = [name.strip() for name in next(reader)]
-    except StopIteration:
-        raise inputs.InvalidInput({"file": "is empty"}) from None
-    except UnicodeDecodeError as error:
-        raise inputs.InvalidInput({"file": "is not UTF-8 text"}) from error
-    except csv.Error as error:
-        raise inputs.InvalidInput({"file": f"has no readable header row ({error})"}) from error
-    if not any(header):
-        raise inputs.InvalidInput({"file": "has no readable header row"})
-    if len(set(header)) != len(header):
-        raise inputs.InvalidInput({"header": "has duplicate column names"})
-    header_line = _csv_line(header)
-    yield "header", header
-    first_record = 0  # records before the current chunk
-    record = 0
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    rows = 0
-    try:
-        for values in reader:
-            record += 1
-            writer.writerow(values)
-            if values and any(v.strip() for v in values):
-                rows += 1
-            if rows >= chunk_rows:
-                text = buffer.getvalue()
-                _validate(version, header_line, text, offset=first_record)
-                yield "chunk", [first_record, rows, text]
-                first_record, rows = record, 0
-                buffer = io.StringIO()
-                writer = csv.writer(buffer, lineterminator="\n")
-    except UnicodeDecodeError as error:
-        raise inputs.InvalidInput({f"row {record + 1}": "is not UTF-8 text"}) from error
-    except csv.Error as error:
-        raise inputs.InvalidInput({f"row {record + 1}": f"is not valid CSV ({error})"}) from error
-    if rows:
-        text = buffer.getvalue()
-        _validate(version, header_line, text, offset=first_record)
-        yield "chunk", [first_record, rows, text]
+    records = inputs.CSVRecords(_text_stream(data))
+    yield "header", records.header
+    first_record = previous = 0
+    chunk: list[tuple[int, list[str]]] = []
+    for number, values in records:
+        chunk.append((number, values))
+        if len(chunk) >= chunk_rows:
+            yield "chunk", [first_record, len(chunk), _chunk_text(version, records.header, chunk, previous)]
+            first_record = previous = number
+            chunk = []
+    if chunk:
+        yield "chunk", [first_record, len(chunk), _chunk_text(version, records.header, chunk, previous)]
+
+
+def _chunk_text(version: ModelVersion, header: list[str], chunk: list[tuple[int, list[str]]], previous: int) -> str:
+    inputs.rows_from_records(version=version, header=header, records=chunk)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for number, values in chunk:
+        out.write("\n" * (number - previous - 1))
+        writer.writerow(values)
+        previous = number
+    return out.getvalue()
 
 
 def job_create(*, version: ModelVersion, data, filename: str = "", user=None, start: bool = True) -> BatchJob:
@@ -308,29 +278,22 @@ def chunk_run(*, chunk_id: int) -> bool:
     data = (job.input_header + chunk.input_csv).encode()
     try:
         # The file was validated at creation; this guards against anything stored since (and costs little).
-        frame = inputs.rows_from_csv(version=version, data=data)
+        rows = inputs.rows_from_csv(version=version, data=data, first_row=chunk.first_record)
     except inputs.InvalidInput as error:
-        errors = _shift_errors(error.errors, chunk.first_record)
-        job_fail(job_id=job.pk, message="invalid input", errors=errors)
+        job_fail(job_id=job.pk, message="invalid input", errors=error.errors)
         return False
     try:
-        result = services.prediction_run(version=version, frame=frame, user=job.user, channel="job")
+        result = services.prediction_run(version=version, frame=rows.frame, user=job.user, channel="job")
     except ArtifactUnavailable as error:
         raise ChunkUnavailable(f"model {version} unavailable: {error}") from error
 
-    header = next(csv.reader([job.input_header]))
-    classes = list(result.probabilities[0]) if result.probabilities else []
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    records = (values for values in csv.reader(io.StringIO(chunk.input_csv)) if values and any(v.strip() for v in values))
-    for index, values in enumerate(records):
-        probabilities = result.probabilities[index] if result.probabilities else {}
-        writer.writerow([*values, result.predictions[index], *(probabilities[c] for c in classes)])
-    result_header = _csv_line([*header, services.prediction_column(version), *(f"probability_{c}" for c in classes)])
+    header, table = results.result_table(rows, result)
+    result_header = "".join(results.csv_lines([header]))
+    result_text = "".join(results.csv_lines(table))
 
     with transaction.atomic():
         stored = BatchChunk.objects.filter(pk=chunk.pk, done=False).update(
-            done=True, result_csv=out.getvalue(), node=settings.NODE_NAME, finished_at=timezone.now()
+            done=True, result_csv=result_text, node=settings.NODE_NAME, finished_at=timezone.now()
         )
         if stored:
             BatchJob.objects.filter(pk=job.pk).update(

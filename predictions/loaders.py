@@ -8,6 +8,7 @@ import platform
 from pathlib import Path
 
 from cache_app.services.errors import ArtifactUnavailable
+from predictions import contract
 
 # A predictor folder always holds these; anything without them is refused before it is archived.
 PREDICTOR_MARKERS = ("predictor.pkl", "learner.pkl")
@@ -15,6 +16,10 @@ PREDICTOR_MARKERS = ("predictor.pkl", "learner.pkl")
 
 class NotAPredictor(ArtifactUnavailable):
     code = "model_not_a_predictor"
+
+
+class InvalidReference(ValueError):
+    """The reference CSV given at publish cannot describe the model's inputs."""
 
 
 class IncompatibleModel(ArtifactUnavailable):
@@ -90,8 +95,31 @@ def predictor_threads(*, rows: int):
     return parallel_config(backend="sequential")
 
 
-def predictor_schema(folder: Path) -> dict:
-    """What the registry records at publish: the input columns with dtypes and seen categories, and more."""
+def predictor_answer(predictor, frame) -> tuple[list, list[dict] | None]:
+    """``predictor.predict(frame)`` as plain values, and ``predict_proba`` per row for classifiers.
+
+    Classifiers run the models once: ``predict_from_proba`` turns the probabilities into exactly what
+    ``predict`` answers, the model's calibrated ``decision_threshold`` included (the most probable class is
+    not the prediction when the threshold is not 0.5). Probabilities keep AutoGluon's class order; quantile
+    regression answers one value per quantile level. No value is rounded: float32 outputs widen to float64
+    exactly, and JSON carries them as they are.
+    """
+    if predictor.problem_type in ("binary", "multiclass"):
+        proba = predictor.predict_proba(frame, as_multiclass=True)
+        predictions = predictor.predict_from_proba(proba).tolist()
+        labels = [str(label) for label in proba.columns]
+        probabilities = [dict(zip(labels, map(float, row))) for row in proba.to_numpy().tolist()]
+        return predictions, probabilities
+    predicted = predictor.predict(frame)
+    if predicted.ndim == 2:  # quantile regression: a column per level
+        levels = [str(level) for level in predicted.columns]
+        return [dict(zip(levels, map(float, row))) for row in predicted.to_numpy().tolist()], None
+    return predicted.tolist(), None
+
+
+def predictor_schema(folder: Path, *, reference_csv: Path | None = None) -> dict:
+    """What the registry records at publish: the input columns with dtypes and seen categories, the input
+    contract (from ``reference_csv`` when given, else from the training data the predictor kept), and more."""
     from autogluon.tabular import TabularPredictor
 
     root = predictor_root(folder)
@@ -113,7 +141,37 @@ def predictor_schema(folder: Path) -> dict:
         "class_labels": [_plain(c) for c in (predictor.class_labels or [])],
         "autogluon_version": saved_ag,
         "python_version": saved_py,
+        "input_contract": _input_contract(predictor, reference_csv),
     }
+
+
+def _input_contract(predictor, reference_csv: Path | None) -> dict:
+    import pandas as pd
+
+    features = list(predictor.original_features)
+    if reference_csv is not None:
+        try:
+            reference = pd.read_csv(reference_csv)
+        except (OSError, ValueError) as error:
+            raise InvalidReference(f"cannot read the reference CSV {reference_csv}: {error}") from error
+        absent = [name for name in features if name not in reference.columns]
+        if absent:
+            raise InvalidReference(f"the reference CSV {reference_csv} lacks the features {', '.join(absent)}")
+        return contract.contract_describe(reference[features], source=f"reference CSV {Path(reference_csv).name}")
+    try:
+        # What AutoGluon kept of the training data (``cache_data=True``, its default). Numeric columns are
+        # as given; a category column holds codes, which still tell how often it was missing.
+        parts = [predictor.load_data_internal(data="train", return_y=False)]
+        try:
+            parts.append(predictor.load_data_internal(data="val", return_y=False))
+        except Exception:  # noqa: BLE001 - no validation split was kept: the training split describes it
+            pass
+    except Exception:  # noqa: BLE001 - fit with cache_data=False: nothing to describe, nothing to check
+        return {"source": "none", "rows": 0, "features": {}}
+    frames = [part[0] if isinstance(part, tuple) else part for part in parts]
+    frames = [frame for frame in frames if frame is not None]
+    kept = pd.concat(frames)
+    return contract.contract_describe(kept[[name for name in features if name in kept.columns]], source="training data")
 
 
 def _category_maps(generator) -> dict:

@@ -8,8 +8,16 @@ from cache_app.models import Artifact
 
 
 class MLModel(models.Model):
+    class UnseenCategories(models.TextChoices):
+        REFUSE = "refuse", "refuse the row (400 naming the closest known values)"
+        WARN = "warn", "accept with a warning (the model treats the value as missing)"
+
     name = models.SlugField(max_length=100, unique=True)
     description = models.TextField(blank=True)
+    # What a request gets for a category the model never saw (see predictions.contract).
+    unseen_categories = models.CharField(
+        max_length=8, choices=UnseenCategories.choices, default=UnseenCategories.REFUSE
+    )
     current_version = models.ForeignKey(
         "ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -39,6 +47,8 @@ class ModelVersion(models.Model):
     # [{"name": "sqft", "dtype": "float", "categories": [...]?}, ...] in the predictor's column order.
     features = models.JSONField()
     class_labels = models.JSONField(default=list, blank=True)
+    # What the model saw in training: {"source", "rows", "features": {name: {"min", "max", "missing_rate"}}}.
+    input_contract = models.JSONField(default=dict, blank=True)
     autogluon_version = models.CharField(max_length=32, blank=True)
     python_version = models.CharField(max_length=16, blank=True)
     published_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)

@@ -48,7 +48,13 @@ def model_name_validate(name: str) -> None:
 
 
 def model_publish(
-    *, predictor_dir: Path, name: str, origin_uri: str | None = None, format: str = "zip", user=None
+    *,
+    predictor_dir: Path,
+    name: str,
+    origin_uri: str | None = None,
+    format: str = "zip",
+    user=None,
+    reference_csv: Path | None = None,
 ) -> ModelVersion:
     """Archive a predictor folder, upload it to the origin, then record the version and its schema.
 
@@ -63,8 +69,8 @@ def model_publish(
         raise PublishFailed(f"unknown format {format!r}: use one of {', '.join(Artifact.Format.values)}")
     try:
         root = loaders.predictor_root(predictor_dir)
-        schema = loaders.predictor_schema(root)
-    except loaders.NotAPredictor as error:
+        schema = loaders.predictor_schema(root, reference_csv=reference_csv)
+    except (loaders.NotAPredictor, loaders.InvalidReference) as error:
         raise PublishFailed(str(error)) from error
 
     origin = Location.parse(origin_uri or settings.MODEL_ORIGIN_URI)
@@ -100,6 +106,7 @@ def model_publish(
             eval_metric=schema["eval_metric"],
             features=schema["features"],
             class_labels=schema["class_labels"],
+            input_contract=schema["input_contract"],
             autogluon_version=schema["autogluon_version"],
             python_version=schema["python_version"],
             published_by=user,
@@ -147,22 +154,16 @@ def pinned_versions_warm() -> list[tuple[ModelVersion, str]]:
 
 
 def prediction_run(*, version: ModelVersion, frame, user=None, channel: str = "api", started: float | None = None):
-    """Predict ``frame`` (already validated by ``predictions.inputs``) and log it."""
+    """Predict ``frame`` (already validated by ``predictions.inputs``) and log it.
+
+    The answer is exactly ``TabularPredictor.predict`` (and ``predict_proba`` for classifiers) on the
+    frame, from one pass of the models: see ``loaders.predictor_answer``.
+    """
     started = time.monotonic() if started is None else started
     served = predictor_serve(version=version)
     began = time.monotonic()
-    predictor = served.obj
-    probabilities = None
     with loaders.predictor_threads(rows=len(frame)):
-        if version.problem_type in (ModelVersion.ProblemType.BINARY, ModelVersion.ProblemType.MULTICLASS):
-            proba = predictor.predict_proba(frame, as_multiclass=True)
-            # The predicted class is the most probable one: derive it instead of running the models twice.
-            predicted = proba.idxmax(axis=1).tolist()
-            probabilities = [
-                {str(label): round(float(p), 6) for label, p in zip(proba.columns, row)} for row in proba.to_numpy()
-            ]
-        else:
-            predicted = predictor.predict(frame).tolist()
+        predictions, probabilities = loaders.predictor_answer(served.obj, frame)
     predict_seconds = time.monotonic() - began
     timings = {
         "fetch": served.fetch_seconds * 1000,
@@ -185,14 +186,10 @@ def prediction_run(*, version: ModelVersion, frame, user=None, channel: str = "a
     )
     return PredictionResult(
         version=version,
-        predictions=[_plain(value) for value in predicted],
+        predictions=predictions,
         probabilities=probabilities,
         served_from=served.tier,
         from_cache=served.from_cache,
         timings_ms=timings,
     )
 
-
-def _plain(value):
-    value = value.item() if hasattr(value, "item") else value
-    return round(value, 6) if isinstance(value, float) else value

@@ -5,8 +5,6 @@ Thin views: ``predictions.forms`` checks the shape of the input, ``predictions.i
 incompatible archive...) is an error message on the page with status 503, never a 500.
 """
 
-import csv
-import io
 import logging
 import time
 
@@ -16,7 +14,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET
 
 from cache_app.services.errors import ArtifactUnavailable
-from predictions import inputs, selectors, services
+from predictions import inputs, results, selectors, services
 from predictions.forms import CSVUploadForm, feature_form_class
 
 logger = logging.getLogger(__name__)
@@ -73,15 +71,16 @@ def model_predict(request, name):
     if not form.is_valid():
         return _render_model_page(request, version, form=form, status=400, active="form")
     try:
-        frame = inputs.rows_from_json(version=version, rows=[form.row()], where="features")
+        rows = inputs.rows_from_json(version=version, rows=[form.row()], where="features")
     except inputs.InvalidInput as error:
         form.add_input_errors(error)
         return _render_model_page(request, version, form=form, status=400, active="form")
-    result, unavailable = _predict(request, version, frame, started=started, form=form, active="form")
+    result, unavailable = _predict(request, version, rows.frame, started=started, form=form, active="form")
     if unavailable:
         return unavailable
+    form.add_input_warnings(rows)
     return _render_model_page(
-        request, version, form=form, active="form", result=_single_result(version, result)
+        request, version, form=form, active="form", result=_single_result(version, rows, result)
     )
 
 
@@ -108,26 +107,32 @@ def model_predict_csv(request, name):
     if not csv_form.is_valid():
         return _render_model_page(request, version, csv_form=csv_form, status=400, active="csv")
     try:
-        frame = inputs.rows_from_csv(version=version, data=csv_form.cleaned_data["file"].read())
+        parsed = inputs.rows_from_csv(version=version, data=csv_form.cleaned_data["file"].read())
     except inputs.InvalidInput as error:
         csv_form.add_input_errors(error)
         return _render_model_page(request, version, csv_form=csv_form, status=400, active="csv")
-    result, unavailable = _predict(request, version, frame, started=started, active="csv")
+    result, unavailable = _predict(request, version, parsed.frame, started=started, active="csv")
     if unavailable:
         return unavailable
-    header, rows = _result_table(version, frame, result)
+    header, rows = results.result_table(parsed, result)
     # The session keeps the last batch per model, so the download link re-serves exactly what was shown
     # without predicting again. The session lives in the database: fine for the row limit of one request.
     request.session[_session_key(model.name)] = {
         "version": version.number,
         "filename": f"{model.name}-v{version.number}-predictions.csv",
-        "csv": _csv_text(header, rows),
+        "csv": results.csv_text(header, rows),
     }
     batch = {
         "header": header,
-        "rows": rows[:DISPLAY_ROWS],
+        "rows": [
+            {"number": number, "cells": row, "warned": bool(warned)}
+            for number, row, warned in zip(parsed.numbers[:DISPLAY_ROWS], rows, parsed.row_warnings)
+        ],
         "total_rows": len(rows),
+        "warned_rows": sum(1 for warned in parsed.row_warnings if warned),
         "truncated": len(rows) > DISPLAY_ROWS,
+        "warnings": parsed.warnings,
+        "warnings_omitted": parsed.warnings_omitted,
         "filename": csv_form.cleaned_data["file"].name,
         **_serving(result),
     }
@@ -170,40 +175,19 @@ def _serving(result: services.PredictionResult) -> dict:
     }
 
 
-def _single_result(version, result: services.PredictionResult) -> dict:
+def _single_result(version, rows: inputs.Rows, result: services.PredictionResult) -> dict:
     probabilities = None
     if result.probabilities:
         ranked = sorted(result.probabilities[0].items(), key=lambda item: item[1], reverse=True)
         probabilities = [{"label": label, "p": p, "pct": 100.0 * p} for label, p in ranked]
+    prediction = result.predictions[0]
+    quantiles = list(prediction.items()) if isinstance(prediction, dict) else None
     return {
         "label": version.label,
-        "prediction": result.predictions[0],
+        "prediction": prediction if quantiles is None else None,
+        "quantiles": quantiles,
         "probabilities": probabilities,
+        "missing": rows.missing[0],
+        "all_missing": len(rows.missing[0]) == len(version.features),
         **_serving(result),
     }
-
-
-def _result_table(version, frame, result: services.PredictionResult) -> tuple[list[str], list[list]]:
-    """The input columns, then the prediction, then one probability column per class."""
-    classes = list(result.probabilities[0]) if result.probabilities else []
-    header = [*version.feature_names, services.prediction_column(version), *(f"probability_{c}" for c in classes)]
-    values = frame.astype(object).where(frame.notna(), "").to_numpy().tolist()
-    # Whole numbers of int features were parsed as floats: show and download them as typed (3, not 3.0).
-    integer_columns = [i for i, f in enumerate(version.features) if f["dtype"] == "int"]
-    for row in values:
-        for i in integer_columns:
-            if isinstance(row[i], float) and row[i].is_integer():
-                row[i] = int(row[i])
-    rows = []
-    for index, row in enumerate(values):
-        probabilities = result.probabilities[index] if result.probabilities else {}
-        rows.append([*row, result.predictions[index], *(probabilities[c] for c in classes)])
-    return header, rows
-
-
-def _csv_text(header: list[str], rows: list[list]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(header)
-    writer.writerows(rows)
-    return out.getvalue()

@@ -77,12 +77,14 @@ def test_job_through_the_api_runs_every_row_in_order(case, api, request):
     assert download["Content-Type"].startswith("text/csv")
     rows = read_csv(result_bytes(download))
     assert len(rows) == 250
-    assert list(rows[0]) == [*frame.columns, "prediction", *probability_columns]
+    assert list(rows[0]) == [*frame.columns, "prediction", *probability_columns, "warnings"]
     # Input order and values round-trip exactly, chunk boundaries included.
     expected = frame.astype(str).to_dict(orient="records")
     assert [{k: row[k] for k in frame.columns} for row in rows] == expected
     # The predictions are the ones a synchronous request gives for the same rows.
-    direct = services.prediction_run(version=version, frame=inputs.rows_from_csv(version=version, data=csv_bytes(frame)))
+    direct = services.prediction_run(
+        version=version, frame=inputs.rows_from_csv(version=version, data=csv_bytes(frame)).frame
+    )
     got = [row["prediction"] for row in rows]
     if probability_columns:
         assert got == [str(p) for p in direct.predictions]

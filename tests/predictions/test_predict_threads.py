@@ -45,7 +45,7 @@ def test_small_batches_predict_without_a_thread_pool(forest_predictor_dir, threa
     version = model_publish(predictor_dir=forest_predictor_dir, name="forest")
     frame = inputs.rows_from_json(
         version=version, rows=demo.house_prices(rows, seed=9).drop(columns=["price"]).to_dict("records")
-    )
+    ).frame
     prediction_run(version=version, frame=frame)  # fetch and load; the next call is a memory hit
     threads_started.clear()
 

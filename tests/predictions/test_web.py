@@ -327,7 +327,7 @@ def test_a_blank_field_is_predicted_as_a_missing_value(signed_in, house_version,
     # The same row with null for the blank field, as the API takes it, gives the same prediction.
     (blank,) = changes
     as_json = {"sqft": 1850.5, "bedrooms": 3, "age_years": 12, "city": "boston", blank: None}
-    frame = inputs.rows_from_json(version=house_version, rows=[as_json])
+    frame = inputs.rows_from_json(version=house_version, rows=[as_json]).frame
     expected = prediction_run(version=house_version, frame=frame).predictions[0]
     assert float(text_of(response, "prediction-value")) == pytest.approx(float(expected), rel=1e-6)
 
@@ -358,9 +358,9 @@ def test_csv_upload_shows_a_table_and_downloads_csv(signed_in, house_version):
     rows = list(csv.DictReader(io.StringIO(download.content.decode())))
     assert [row["city"] for row in rows] == ["austin", "boston", "denver"]
     assert all(float(row["prediction"]) > 0 for row in rows)
-    assert list(rows[0]) == ["sqft", "bedrooms", "age_years", "city", "prediction"]
-    # Integer features come back as typed, not as the floats the frame holds.
-    assert [(row["sqft"], row["bedrooms"]) for row in rows] == [("1200.0", "2"), ("2400.5", "4"), ("900.0", "1")]
+    assert list(rows[0]) == ["sqft", "bedrooms", "age_years", "city", "prediction", "warnings"]
+    # Cells come back as they were sent, not as the floats the frame holds.
+    assert [(row["sqft"], row["bedrooms"]) for row in rows] == [("1200", "2"), ("2400.5", "4"), ("900", "1")]
     assert PredictionLog.objects.get().rows == 3
 
 
@@ -386,13 +386,13 @@ def test_download_without_an_upload_is_404(signed_in, house_version):
     [
         (b"", "file", "is empty"),
         (b"sqft,bedrooms,age_years,city\n", "file", "no data rows"),
-        (b"sqft,bedrooms,age_years,city\n1200,2,30\n", "row 1", "has 3 values"),
-        (b"sqft,bedrooms,age_years\n1200,2,30\n", "row 1, column city", "is missing"),
+        (b"sqft,bedrooms,age_years,city\n1200,2,30\n", "row 1", "has 3 cells"),
+        (b"sqft,bedrooms,age_years\n1200,2,30\n", "column city", "is missing from the header"),
         (b"sqft,bedrooms,age_years,city\n1200,2,30,austin\nbig,2,30,austin\n", "row 2, column sqft", "must be a number"),
         (b"sqft,bedrooms,age_years,city\nnan,2,30,austin\n", "row 1, column sqft", "finite"),
         (b"sqft,sqft,age_years,city\n1,2,3,austin\n", "header", "duplicate"),
         (b"\xff\xfe\x00garbage", "file", "not UTF-8"),
-        (b'sqft,bedrooms,age_years,city\n"1200,2,30,austin\n', "row 1", "has 1 values"),
+        (b'sqft,bedrooms,age_years,city\n"1200,2,30,austin\n', "row 1", "quote that is never closed"),
     ],
 )
 def test_bad_csv_is_a_400_naming_the_row(signed_in, house_version, data, named, message):

@@ -14,10 +14,18 @@ class Command(BaseCommand):
         parser.add_argument("--name", required=True, help="Model name (a slug); a new version if it exists.")
         parser.add_argument("--origin", help="Origin URI prefix (default: MODEL_ORIGIN_URI).")
         parser.add_argument("--format", choices=Artifact.Format.values, default=Artifact.Format.ZIP)
+        parser.add_argument(
+            "--reference-csv",
+            type=Path,
+            help="A CSV of the inputs the model was trained on, to record the ranges and missing rates requests "
+            "are checked against (default: the training data the predictor kept).",
+        )
 
-    def handle(self, *args, predictor_dir, name, origin, format, **options):
+    def handle(self, *args, predictor_dir, name, origin, format, reference_csv, **options):
         try:
-            version = model_publish(predictor_dir=predictor_dir, name=name, origin_uri=origin, format=format)
+            version = model_publish(
+                predictor_dir=predictor_dir, name=name, origin_uri=origin, format=format, reference_csv=reference_csv
+            )
         except PublishFailed as error:
             raise CommandError(str(error)) from error
         artifact = version.artifact

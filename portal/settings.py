@@ -154,6 +154,10 @@ MODEL_FETCH_RETRIES = env.int("MODEL_FETCH_RETRIES", default=3)
 MODEL_FETCH_WAIT_SECONDS = env.float("MODEL_FETCH_WAIT_SECONDS", default=900.0)
 # The fleet lock's lease, renewed while its holder lives: a node that dies frees the others this fast.
 MODEL_FETCH_LOCK_LEASE_SECONDS = env.float("MODEL_FETCH_LOCK_LEASE_SECONDS", default=15.0)
+# A failed fetch is remembered this long: callers meanwhile get its error instead of retrying every tier.
+MODEL_FETCH_FAILURE_MEMORY_SECONDS = env.float("MODEL_FETCH_FAILURE_MEMORY_SECONDS", default=5.0)
+# How often each process sweeps temporaries of dead processes and unused lock files from the cache folder.
+MODEL_CACHE_SWEEP_SECONDS = env.float("MODEL_CACHE_SWEEP_SECONDS", default=300.0)
 # Caps on what an archive may extract to: refuse bombs before they fill the disk.
 MODEL_EXTRACT_MAX_BYTES = env.int("MODEL_EXTRACT_MAX_BYTES", default=20 * 1024**3)
 MODEL_EXTRACT_MAX_MEMBERS = env.int("MODEL_EXTRACT_MAX_MEMBERS", default=100_000)

@@ -7,7 +7,6 @@ attacker controls.
 """
 
 import gzip
-import hashlib
 import lzma
 import os
 import re
@@ -23,7 +22,10 @@ from typing import IO, NamedTuple, TypeVar
 
 from django.conf import settings
 
+import blake3
+
 from cache_app.services.errors import ArtifactUnavailable
+from cache_app.services.integrity import file_blake3, file_sha256
 
 FORMATS = ("zip", "tar.gz", "tar")
 
@@ -305,7 +307,7 @@ class _Extractor:
         with os.fdopen(fd, "wb") as out:
             os.fchmod(fd, _FILE_MODE)  # the umask may have narrowed the mode given to os.open
             source = _reading(name, open_member)
-            digest = hashlib.sha256()
+            digest = blake3.blake3()
             size = 0
             while chunk := _reading(name, lambda: source.read(_CHUNK_SIZE)):
                 self._check_caps(name, len(chunk))
@@ -313,7 +315,10 @@ class _Extractor:
                 digest.update(chunk)
                 size += len(chunk)
                 self.written += len(chunk)
-        self.manifest_files["/".join(parts)] = {"sha256": digest.hexdigest(), "size": size}
+            # The commit rename makes the folder visible; its files must be on disk by then.
+            out.flush()
+            os.fsync(fd)
+        self.manifest_files["/".join(parts)] = {"blake3": digest.hexdigest(), "size": size}
 
     def _check_caps(self, name: str, incoming: int) -> None:
         # Checked before each chunk is written, so a bomb is stopped at the cap rather than after it.
@@ -404,7 +409,7 @@ def manifest_build(*, root: Path) -> dict:
     files: dict[str, dict] = {}
     for rel, path, st in _walk_sorted(Path(root)):
         if stat.S_ISREG(st.st_mode):
-            files[rel] = {"sha256": _sha256_file(path), "size": st.st_size}
+            files[rel] = {"blake3": file_blake3(path), "size": st.st_size}
     return {"files": files, "total_bytes": sum(entry["size"] for entry in files.values())}
 
 
@@ -434,15 +439,18 @@ def manifest_verify(*, root: Path, manifest: dict) -> list[str]:
             # Size first: a cheap stat catches most damage without hashing gigabytes.
             if size != entry["size"]:
                 problems.append(f"changed file: {rel} (size {size}, expected {entry['size']})")
-            elif _sha256_file(path) != entry["sha256"]:
-                problems.append(f"changed file: {rel} (sha256 differs)")
+            elif _digest_differs(path, entry):
+                problems.append(f"changed file: {rel} ({_digest_name(entry)} differs)")
     problems.extend(f"missing file: {rel}" for rel in sorted(expected.keys() - present))
     return problems
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK_SIZE):
-            digest.update(chunk)
-    return digest.hexdigest()
+def _digest_name(entry: dict) -> str:
+    # Copies extracted before BLAKE3 was recorded carry SHA-256: they are still checked, just slower.
+    return "blake3" if "blake3" in entry else "sha256"
+
+
+def _digest_differs(path: Path, entry: dict) -> bool:
+    if "blake3" in entry:
+        return file_blake3(path) != entry["blake3"]
+    return file_sha256(path) != entry["sha256"]

@@ -1,7 +1,7 @@
 """Room on the disk tier: least recently used first, never pinned entries or entries being read."""
 
-import fcntl
 import logging
+import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -14,6 +14,7 @@ from django.db.models import Sum
 from cache_app.models import CacheEntry, Tier
 from cache_app.services.errors import ArtifactUnavailable
 from cache_app.services.limits import limits_current
+from cache_app.services.locks import lock_file_acquire
 from cache_app.services.stats import counters
 
 logger = logging.getLogger(__name__)
@@ -30,9 +31,10 @@ class CacheFull(ArtifactUnavailable):
 
 # Inside the cache folder, so renames into it are atomic and a restart sweeps what a crash left there.
 TEMP_FOLDER = ".tmp"
-# One lock file per entry folder. Never deleted: unlinking a lock file another process has open would let
-# two processes believe they hold it.
+# One lock file per entry folder; unused ones are swept (``locks.lock_file_sweep`` makes that safe).
 IN_USE_FOLDER = ".in-use"
+# Folders found damaged are moved here, never deleted outright: someone may want to look at them.
+QUARANTINE_FOLDER = ".quarantine"
 
 
 @contextmanager
@@ -42,19 +44,14 @@ def _entry_lock(location: str, *, exclusive: bool, wait: bool) -> Iterator[bool]
     Yields False, without waiting, when ``wait`` is off and another holder is in the way.
     """
     folder = Path(location)
-    path = folder.parent / IN_USE_FOLDER / f"{folder.name}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
-        try:
-            fcntl.flock(handle, mode if wait else mode | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    fd = lock_file_acquire(folder.parent / IN_USE_FOLDER / f"{folder.name}.lock", exclusive=exclusive, blocking=wait)
+    if fd is None:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        os.close(fd)
 
 
 @contextmanager
@@ -117,20 +114,43 @@ def disk_entry_remove(entry: CacheEntry, *, wait: bool) -> bool:
     """Delete a disk copy once no process reads it; with ``wait`` off, give up at once (False) if one does.
 
     The row says evicted first, so nobody is sent to it; the folder is then renamed away in one step, so a
-    reader finds it whole or absent, and deleted at leisure.
+    reader finds it whole or absent, and deleted at leisure. A row another request has meanwhile pointed at
+    a newer generation's folder is left alone: only the folder this row named when it was read goes.
     """
     with _entry_lock(entry.location, exclusive=True, wait=wait) as held:
         if not held:
             return False
+        CacheEntry.objects.filter(pk=entry.pk, location=entry.location).update(state=CacheEntry.State.EVICTED)
         entry.state = CacheEntry.State.EVICTED
-        entry.save(update_fields=["state"])
-        folder_discard(Path(entry.location))
+        _discard(Path(entry.location))
     logger.info("evicted %s (%s bytes) from %s", entry.location, entry.size_bytes, entry.node)
     return True
 
 
-def folder_discard(folder: Path) -> None:
-    """Remove a cache folder atomically: renamed into the temporary folder, then deleted."""
+def folder_remove(folder: Path, *, wait: bool = True) -> bool:
+    """Remove a cache folder once no process reads it (every removal goes through the in-use lock, so a
+    load never sees its folder vanish); False if ``wait`` is off and it is in use."""
+    with _entry_lock(str(folder), exclusive=True, wait=wait) as held:
+        if held:
+            _discard(folder)
+        return held
+
+
+def folder_quarantine(folder: Path, *, reason: str) -> Path | None:
+    """Move a damaged cache folder aside, under the in-use lock, rather than serve or delete it."""
+    target = folder.parent / QUARANTINE_FOLDER / f"{folder.name}.{uuid.uuid4().hex[:8]}"
+    with _entry_lock(str(folder), exclusive=True, wait=True):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.rename(target)
+        except FileNotFoundError:
+            return None
+    logger.error("quarantined %s as %s: %s", folder, target, reason)
+    return target
+
+
+def _discard(folder: Path) -> None:
+    """Renamed into the temporary folder in one step, then deleted: readers see it whole or not at all."""
     doomed = folder.parent / TEMP_FOLDER / f"{uuid.uuid4().hex}.discarded"
     doomed.parent.mkdir(parents=True, exist_ok=True)
     try:

@@ -3,6 +3,7 @@
 ``artifact_fetch`` returns the extracted folder of an artifact, fetching it if needed, following the steps
 of DESIGN.md section 3: hit check, single flight, room first, streamed and verified download from the first
 tier with a good copy, safe extraction into a temporary folder, atomic rename, records, write-through.
+Integrity, ownership and fault handling are described in docs/cache-integrity.md.
 """
 
 import json
@@ -19,10 +20,11 @@ from django.utils import timezone
 
 from cache_app.models import Artifact, CacheEntry, FetchRecord, Tier
 from cache_app.services import archives, eviction
-from cache_app.services.errors import ArtifactUnavailable
-from cache_app.services.eviction import TEMP_FOLDER, folder_discard
+from cache_app.services.errors import ArtifactUnavailable, CacheStorageFault
+from cache_app.services.eviction import TEMP_FOLDER, folder_quarantine, folder_remove
+from cache_app.services.housekeeping import ENTRY_NAME, cache_root, cache_root_claim, sweeper_start
 from cache_app.services.integrity import HashingWriter
-from cache_app.services.locks import single_flight
+from cache_app.services.locks import fetch_failure_forget, fetch_failure_remember, single_flight
 from cache_app.services.stats import counters
 from cache_app.services.streaming import StreamedExtraction
 from cache_app.services.tiers import tier_for
@@ -49,6 +51,12 @@ class FetchFailed(ArtifactUnavailable):
         super().__init__(f"could not fetch artifact {artifact.pk}: {tried}")
 
 
+class GenerationMoved(ArtifactUnavailable):
+    """The artifact was cleared while this request held its older generation: fetch the current one."""
+
+    code = "model_cleared_meanwhile"
+
+
 # This node's disk entry id per cache key, so a disk hit needs no query (waiters released together by one
 # fetch would otherwise each make one). Safe to keep: a row is never deleted, only its state changes, and a
 # clear makes a new generation, hence a new key.
@@ -64,10 +72,6 @@ class Fetched:
     steps: dict[str, float] = field(default_factory=dict)
 
 
-def cache_root() -> Path:
-    return Path(settings.MODEL_CACHE_DIR)
-
-
 def entry_dir(artifact: Artifact) -> Path:
     return cache_root() / artifact.cache_key
 
@@ -81,6 +85,8 @@ def shared_location(artifact: Artifact) -> Location | None:
 
 def artifact_fetch(*, artifact: Artifact) -> Fetched:
     started = time.monotonic()
+    cache_root_claim()
+    sweeper_start()
     while True:
         hit = _disk_hit(artifact, started=started)
         if hit is not None:
@@ -93,7 +99,14 @@ def artifact_fetch(*, artifact: Artifact) -> Fetched:
                 counters().record(Tier.DISK, misses=1)
                 # The deadline bounds the transfer, so it starts now: waiting for others has its own limit.
                 deadline = time.monotonic() + settings.MODEL_FETCH_DEADLINE_SECONDS
-                return _fetch_into_disk(artifact, started=started, deadline=deadline)
+                try:
+                    fetched = _fetch_into_disk(artifact, started=started, deadline=deadline)
+                except ArtifactUnavailable as error:
+                    # Remembered while the locks are still held, so every waiter sees it when it wakes.
+                    fetch_failure_remember(artifact.cache_key, error)
+                    raise
+                fetch_failure_forget(artifact.cache_key)
+                return fetched
         # Someone else fetched it while we waited. The hit is recorded outside the locks, so waiters do not
         # queue behind each other's database writes; if it was evicted meanwhile, go round again.
 
@@ -111,8 +124,12 @@ def _disk_hit(artifact: Artifact, *, started: float) -> Fetched | None:
         )
     if entry_id is None:
         # A complete folder without a row (the database was reset, or a crash between rename and record):
-        # the marker proves it whole, so adopt it.
-        entry_id = disk_entry_record(artifact, folder, verified=False).pk
+        # adopt it; its files are checked against the manifest before they are loaded.
+        try:
+            entry_id = disk_entry_record(artifact, folder, verified=False).pk
+        except (OSError, ValueError, KeyError) as error:
+            folder_quarantine(folder, reason=f"complete, but its manifest is unreadable ({error})")
+            return None
     _entry_ids[artifact.cache_key] = entry_id
     # Buffered like memory hits: concurrent waiters released by one fetch must not queue on row writes.
     counters().touch(entry_id)
@@ -121,18 +138,23 @@ def _disk_hit(artifact: Artifact, *, started: float) -> Fetched | None:
 
 
 def _fetch_into_disk(artifact: Artifact, *, started: float, deadline: float) -> Fetched:
-    _drop_stale_copies(artifact)
+    current = Artifact.objects.filter(pk=artifact.pk).values_list("generation", flat=True).first()
+    if current is not None and current > artifact.generation:
+        # Downloading a generation already cleared would only make a folder nobody asks for.
+        raise GenerationMoved(f"artifact {artifact.pk} was cleared meanwhile (generation {current})")
+    _drop_older_generations(artifact)
     needed = (artifact.size_bytes or 0) + (artifact.unpacked_bytes or 3 * (artifact.size_bytes or 0))
     eviction.disk_make_room(needed_bytes=needed, keep_artifact_id=artifact.pk)
 
     temp_root = cache_root() / TEMP_FOLDER
-    temp_root.mkdir(parents=True, exist_ok=True)
-    archive_path = temp_root / f"{uuid.uuid4().hex}.archive"
-    staging = temp_root / f"{uuid.uuid4().hex}.dir"
+    # Temporaries carry the cache key: the sweep leaves them alone while this fetch holds the key's lock.
+    archive_path = temp_root / f"{artifact.cache_key}.{uuid.uuid4().hex}.archive"
+    staging = None
     steps: dict[str, float] = {}
     try:
+        temp_root.mkdir(parents=True, exist_ok=True)
         step = time.monotonic()
-        tier, manifest = _download_verified(artifact, archive_path, extract_to=staging / MODEL_FOLDER, deadline=deadline)
+        tier, staging, manifest = _download_verified(artifact, archive_path, deadline=deadline)
         steps["download"] = time.monotonic() - step
 
         step = time.monotonic()
@@ -144,14 +166,7 @@ def _fetch_into_disk(artifact: Artifact, *, started: float, deadline: float) -> 
                 limits=archives.limits_from_settings(),
             )
         unpacked = manifest["total_bytes"]
-        (staging / MANIFEST_NAME).write_text(json.dumps(manifest))
-        _make_read_only(staging / MODEL_FOLDER)
-        (staging / COMPLETE_MARKER).write_text(timezone.now().isoformat())
-        # The rename is the commit point: the final folder appears whole, marker included, or not at all.
-        final = entry_dir(artifact)
-        if final.exists():
-            shutil.rmtree(final)
-        os.rename(staging, final)
+        final = _commit(staging, manifest, entry_dir(artifact))
         steps["extract"] = time.monotonic() - step
 
         entry = disk_entry_record(artifact, final, verified=True, size_bytes=unpacked)
@@ -163,19 +178,54 @@ def _fetch_into_disk(artifact: Artifact, *, started: float, deadline: float) -> 
             step = time.monotonic()
             _write_through_to_shared(artifact, archive_path)
             steps["write_through"] = time.monotonic() - step
+    except OSError as error:
+        # Only this node's own disk is left to fail here: remote faults were turned into attempts above.
+        raise CacheStorageFault.from_os_error(error, doing="writing the model's disk copy") from error
     finally:
         archive_path.unlink(missing_ok=True)
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
     return Fetched(
         path=final / MODEL_FOLDER, tier=tier, seconds=time.monotonic() - started, entry_id=entry.pk, steps=steps
     )
 
 
-def _download_verified(
-    artifact: Artifact, archive_path: Path, *, extract_to: Path, deadline: float
-) -> tuple[str, dict | None]:
-    """Stream the archive from the first tier with a good copy; return that tier's name and, when the
-    archive could be extracted into ``extract_to`` while it downloaded, the manifest (else None)."""
+def _commit(staging: Path, manifest: dict, final: Path) -> Path:
+    """Manifest, read-only files, completion marker, fsync, then one atomic rename: the only commit point.
+
+    The extracted files were fsynced as they were written; the folders are synced here, so after a crash the
+    final folder is either absent or whole, marker included.
+    """
+    (staging / MANIFEST_NAME).write_text(json.dumps(manifest))
+    _make_read_only(staging / MODEL_FOLDER)
+    (staging / COMPLETE_MARKER).write_text(timezone.now().isoformat())
+    for name in (MANIFEST_NAME, COMPLETE_MARKER):
+        _fsync(staging / name)
+    for dirpath, _, _ in os.walk(staging):
+        _fsync(Path(dirpath))
+    if final.exists():
+        # Under this key's locks and without its marker (the hit check said so): a leftover, never served.
+        folder_remove(final)
+    os.rename(staging, final)
+    _fsync(final.parent)
+    return final
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _download_verified(artifact: Artifact, archive_path: Path, *, deadline: float) -> tuple[str, Path, dict | None]:
+    """Stream the archive from the first tier with a good copy; return that tier's name, the staging folder of
+    that attempt and, when the archive could be extracted there while it downloaded, the manifest (else None).
+
+    Each attempt has its own staging folder, removed when the attempt fails: a rejected copy (checksum
+    mismatch, broken transfer) leaves nothing in the way of the next tier's attempt.
+    """
     attempts: list[tuple[str, str]] = []
     sources = [(Tier.SHARED, shared_location(artifact)), (Tier.ORIGIN, Location.parse(artifact.source_uri))]
     for tier, location in sources:
@@ -185,10 +235,13 @@ def _download_verified(
             attempts.append((tier, "not tried: the fetch deadline had passed"))
             break
         began = time.monotonic()
-        extraction = _streamed_extraction(artifact, extract_to)
+        staging = archive_path.with_name(f"{artifact.cache_key}.{uuid.uuid4().hex}.dir")
+        extraction = _streamed_extraction(artifact, staging / MODEL_FOLDER)
+        succeeded = False
         try:
+            writer = HashingWriter(archive_path, on_ordered=extraction.feed if extraction else None)
             try:
-                with HashingWriter(archive_path, on_ordered=extraction.feed if extraction else None) as writer:
+                with writer:
                     tier_for(location).download(location, writer, deadline=deadline)
                     digest = writer.hexdigest()
                     size = writer.bytes_written
@@ -198,6 +251,11 @@ def _download_verified(
                 attempts.append((tier, f"no copy at {location.uri}"))
                 continue
             except (TierError, OSError) as error:
+                if writer.local_error is not None:
+                    # Our disk failed, not the tier: every other tier would fail the same way.
+                    raise CacheStorageFault.from_os_error(
+                        writer.local_error, doing="writing the download"
+                    ) from writer.local_error
                 _fetch_failed(artifact, tier, began, f"{location.uri}: {error}", attempts)
                 continue
             if artifact.sha256 and digest != artifact.sha256:
@@ -218,15 +276,20 @@ def _download_verified(
             # A hostile archive raises here, as archive_extract would. If the SDK wrote bytes again after they
             # were passed on, the streamed result is not trusted: the verified file is extracted instead.
             manifest = extraction.finish() if extraction is not None and not rewritten else None
+            succeeded = True
         finally:
             if extraction is not None:
                 extraction.abandon()  # stops and cleans up an unfinished extraction; a no-op once it has ended
+            if not succeeded:
+                shutil.rmtree(staging, ignore_errors=True)
+        if manifest is None:
+            shutil.rmtree(staging, ignore_errors=True)  # an untrusted streamed result: extract afresh
         seconds = time.monotonic() - began
         counters().record(tier, hits=1, bytes_transferred=size, fetch_seconds=seconds)
         FetchRecord.objects.create(
             artifact=artifact, node=settings.NODE_NAME, tier=tier, size_bytes=size, seconds=seconds
         )
-        return tier, manifest
+        return tier, staging, manifest
     archive_path.unlink(missing_ok=True)
     raise FetchFailed(artifact, attempts)
 
@@ -275,6 +338,8 @@ def _mark_shared(artifact: Artifact, *, state: str, location: str = "") -> None:
 
 
 def disk_entry_record(artifact: Artifact, folder: Path, *, verified: bool, size_bytes: int | None = None):
+    """Point this node's disk row at ``folder``, unless the row already names a newer generation: a request
+    holding an older generation never overwrites a newer one."""
     if size_bytes is None:
         manifest = json.loads((folder / MANIFEST_NAME).read_text())
         size_bytes = manifest["total_bytes"]
@@ -288,9 +353,10 @@ def disk_entry_record(artifact: Artifact, folder: Path, *, verified: bool, size_
     }
     if verified:
         defaults["verified_at"] = now
-    entry, _ = CacheEntry.objects.update_or_create(
-        artifact=artifact, node=settings.NODE_NAME, tier=Tier.DISK, defaults=defaults
-    )
+    rows = CacheEntry.objects.filter(artifact=artifact, node=settings.NODE_NAME, tier=Tier.DISK)
+    if not rows.filter(generation__lte=artifact.generation).update(**defaults):
+        CacheEntry.objects.get_or_create(artifact=artifact, node=settings.NODE_NAME, tier=Tier.DISK, defaults=defaults)
+    entry = rows.get()
     _entry_ids[artifact.cache_key] = entry.pk
     return entry
 
@@ -299,12 +365,23 @@ def entry_ids_reset() -> None:
     _entry_ids.clear()
 
 
-def _drop_stale_copies(artifact: Artifact) -> None:
-    """Folders of this artifact under an older generation or checksum: a clear elsewhere made them stale."""
+def _drop_older_generations(artifact: Artifact) -> None:
+    """Folders of this artifact under an older generation or checksum: a clear elsewhere made them stale.
+    Newer generations are someone else's fresh copy and stay; each removal waits for its readers."""
     current = artifact.cache_key
     for folder in cache_root().glob(f"{artifact.pk}-*"):
-        if folder.name != current:
-            folder_discard(folder)
+        match = ENTRY_NAME.match(folder.name)
+        if folder.name != current and match and int(match["generation"]) <= artifact.generation:
+            folder_remove(folder)
+
+
+def disk_copy_problems(folder: Path) -> list[str]:
+    """What differs between an entry folder's files and its manifest; empty when the copy is intact."""
+    try:
+        manifest = json.loads((folder / MANIFEST_NAME).read_text())
+        return archives.manifest_verify(root=folder / MODEL_FOLDER, manifest=manifest)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return [f"manifest unreadable: {error}"]
 
 
 def _make_read_only(root: Path) -> None:

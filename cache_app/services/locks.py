@@ -2,25 +2,31 @@
 
 Three layers, taken in this order and released in reverse:
 1. one leading thread per key in each process; the others wait on an event, so they wake together;
-2. a ``filelock.FileLock`` in the cache folder, so worker processes of one node queue (the OS frees it if
+2. an flock on a lock file in the cache folder, so worker processes of one node queue (the OS frees it if
    the holder dies, so a killed worker never wedges the node);
 3. a Redis lock, so nodes queue and the origin sees one download. Its lease is short and renewed while
    the holder lives, so a node that dies mid-fetch frees the fleet within one lease, not one deadline.
    Redis down is not fatal: the node carries on with 1 and 2 and the failure is logged.
 Waiters give up after ``timeout`` seconds with ``FetchWaitTimeout``.
+
+A leader's failure is shared: it is remembered for ``MODEL_FETCH_FAILURE_MEMORY_SECONDS`` in this process
+and in a file beside the lock file, and whoever was waiting for that leader (or asks meanwhile) gets the same
+error instead of running the whole retry chain again: N callers cost one retry cycle.
 """
 
+import fcntl
+import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-import filelock
 from django.conf import settings
 
-from cache_app.services.errors import ArtifactUnavailable
+from cache_app.services.errors import ArtifactUnavailable, CacheStorageFault
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +45,20 @@ FILE_LOCK_POLL_SECONDS = 0.005
 FLEET_LOCK_POLL_SECONDS = 0.02
 
 
+# Per key: (when it failed, the error) for the last failed leader of this process.
+_failures: dict[str, tuple[float, ArtifactUnavailable]] = {}
+
+LOCKS_FOLDER = ".locks"
+
+
+class SharedFailure(ArtifactUnavailable):
+    """Another process's leader failed moments ago; its error, as it was told, without retrying it all."""
+
+    def __init__(self, message: str, *, code: str):
+        super().__init__(message)
+        self.code = code
+
+
 class _Done(Exception):
     """Raised inside single_flight when a waiter sees the work done while it waits."""
 
@@ -51,12 +71,15 @@ def single_flight(key: str, *, timeout: float, done: Callable[[], bool]) -> Iter
     taking them, so a waiter whose work another thread or process finished leaves at once.
     """
     deadline = time.monotonic() + timeout
+    _raise_recent_failure(key)
     try:
         with ExitStack() as held:
             held.enter_context(_thread_flight(key, deadline=deadline, done=done))
             held.enter_context(_file_lock(key, deadline=deadline, done=done))
             if done():
                 raise _Done
+            # A leader in another process failed while this one waited for the file lock.
+            _raise_recent_failure(key)
             # With this node's file lock held, nobody else here can do the work: the fleet lock only orders
             # this node behind another one fetching the same key.
             fleet_lock = _fleet_lock(key, deadline=deadline)
@@ -81,7 +104,8 @@ def _thread_flight(key: str, *, deadline: float, done: Callable[[], bool]) -> It
             raise FetchWaitTimeout(f"waited for another thread fetching {key} until the wait limit")
         if done():
             raise _Done
-        # The leader failed: the next one to get here leads.
+        # The leader failed: its error is ours, unless it is old news (then the next one here leads).
+        _raise_recent_failure(key)
     try:
         yield
     finally:
@@ -94,22 +118,116 @@ def _thread_flight(key: str, *, deadline: float, done: Callable[[], bool]) -> It
 def _file_lock(key: str, *, deadline: float, done: Callable[[], bool]) -> Iterator[None]:
     """One process of this node at a time; the OS frees it if the holder dies, so a killed worker never
     wedges the node."""
-    lock_dir = Path(settings.MODEL_CACHE_DIR) / ".locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    file_lock = filelock.FileLock(lock_dir / f"{key}.lock")
-    while True:
-        try:
-            file_lock.acquire(timeout=FILE_LOCK_POLL_SECONDS, poll_interval=FILE_LOCK_POLL_SECONDS)
-            break
-        except filelock.Timeout:
-            if done():
-                raise _Done from None
-            if time.monotonic() >= deadline:
-                raise FetchWaitTimeout(f"waited for another process fetching {key} until the wait limit") from None
+    path = Path(settings.MODEL_CACHE_DIR) / LOCKS_FOLDER / f"{key}.lock"
+    while (fd := lock_file_acquire(path, exclusive=True, blocking=False)) is None:
+        if done():
+            raise _Done
+        if time.monotonic() >= deadline:
+            raise FetchWaitTimeout(f"waited for another process fetching {key} until the wait limit")
+        time.sleep(FILE_LOCK_POLL_SECONDS)
     try:
         yield
     finally:
-        file_lock.release()
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+def lock_file_acquire(path: Path, *, exclusive: bool, blocking: bool) -> int | None:
+    """flock ``path`` (created if missing); return the descriptor holding it, or None if ``blocking`` is off
+    and another holder is in the way. Close the descriptor to release.
+
+    Lock files are swept once unused (``lock_file_sweep``). A process that opened a file just before it was
+    swept would lock an unlinked inode while a newcomer locks a fresh file, and both would think they hold
+    it: so the lock only counts if the path still names the inode we locked; otherwise try again.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                os.close(fd)
+                return None
+            except BaseException:
+                os.close(fd)
+                raise
+            try:
+                if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                    return fd
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+    except OSError as error:
+        raise CacheStorageFault.from_os_error(error, doing=f"taking the lock {path.name}") from error
+
+
+def lock_file_sweep(path: Path) -> bool:
+    """Delete a lock file nobody holds (True), or leave a held one alone (False)."""
+    try:
+        fd = lock_file_acquire(path, exclusive=True, blocking=False)
+    except CacheStorageFault:
+        return False
+    if fd is None:
+        return False
+    try:
+        # Unlinked while we hold it: anyone who opened it before sees the inode change and opens afresh.
+        path.unlink(missing_ok=True)
+        _failure_path(path.stem).unlink(missing_ok=True)
+    finally:
+        os.close(fd)
+    return True
+
+
+def lock_file_held(path: Path) -> bool:
+    """True while some thread or process holds ``path`` (e.g. a fetch in progress owns its temporaries)."""
+    try:
+        fd = lock_file_acquire(path, exclusive=True, blocking=False)
+    except CacheStorageFault:
+        return True  # cannot tell: assume in use, so nothing is swept from under it
+    if fd is None:
+        return True
+    os.close(fd)
+    return False
+
+
+# --- Shared failures ----------------------------------------------------------------------------------------
+
+
+def fetch_failure_remember(key: str, error: ArtifactUnavailable) -> None:
+    """Called by the leader when its fetch failed, while it still holds the locks."""
+    with _guard:
+        _failures[key] = (time.monotonic(), error)
+    try:
+        _failure_path(key).write_text(json.dumps({"at": time.time(), "code": error.code, "message": str(error)}))
+    except OSError as error_writing:  # the other processes just retry on their own
+        logger.warning("could not share the failure of %s with this node's processes: %s", key, error_writing)
+
+
+def fetch_failure_forget(key: str) -> None:
+    with _guard:
+        _failures.pop(key, None)
+    try:
+        _failure_path(key).unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def _raise_recent_failure(key: str) -> None:
+    window = settings.MODEL_FETCH_FAILURE_MEMORY_SECONDS
+    with _guard:
+        failure = _failures.get(key)
+    if failure is not None and time.monotonic() - failure[0] < window:
+        raise failure[1]
+    try:
+        shared = json.loads(_failure_path(key).read_text())
+    except (OSError, ValueError):
+        return
+    if time.time() - shared["at"] < window:
+        raise SharedFailure(shared["message"], code=shared["code"])
+
+
+def _failure_path(key: str) -> Path:
+    return Path(settings.MODEL_CACHE_DIR) / LOCKS_FOLDER / f"{key}.failed"
 
 
 def _fleet_lock(key: str, *, deadline: float):
@@ -170,3 +288,4 @@ def _release_quietly(lock) -> None:
 def locks_reset() -> None:
     with _guard:
         _flights.clear()
+        _failures.clear()

@@ -45,10 +45,12 @@ class MemoryTier:
         Returns the evicted keys.
         """
         with self._lock:
-            evicted = [k for k, r in self._residents.items() if r.artifact_id == resident.artifact_id and k != key]
+            same = [(k, r) for k, r in self._residents.items() if r.artifact_id == resident.artifact_id and k != key]
+            evicted = [k for k, r in same if r.generation < resident.generation]
             for stale in evicted:
                 del self._residents[stale]
-            if resident.size_bytes > max_bytes:
+            if resident.size_bytes > max_bytes or any(r.generation > resident.generation for _, r in same):
+                # A request still holding an older generation is served, but never replaces a newer copy.
                 return evicted
             self._residents[key] = resident
             self._residents.move_to_end(key)

@@ -2,7 +2,7 @@
 
 
 def reset() -> None:
-    from cache_app.services import fetch, fleet, limits, locks, memory, stats, tiers
+    from cache_app.services import fetch, fleet, housekeeping, limits, locks, memory, stats, tiers
 
     memory.memory_tier().clear()
     stats.counters().discard()
@@ -11,3 +11,4 @@ def reset() -> None:
     fleet.fleet_reset()
     tiers.tiers_reset()
     fetch.entry_ids_reset()
+    housekeeping.housekeeping_reset()

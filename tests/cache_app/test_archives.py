@@ -149,7 +149,7 @@ def test_manifest_build_lists_files_with_hashes(model_dir):
         "models/weighted/model.pkl",
     }
     assert manifest["files"]["models/weighted/model.pkl"] == {
-        "sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        "blake3": "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262",
         "size": 0,
     }
     assert manifest["total_bytes"] == 9000 + 70_000 + 0 + 6
@@ -161,7 +161,7 @@ def test_manifest_verify_detects_changed_byte(model_dir):
     data = bytearray(path.read_bytes())
     data[1234] ^= 0x01
     path.write_bytes(bytes(data))
-    assert manifest_verify(root=model_dir, manifest=manifest) == ["changed file: models/trainer.pkl (sha256 differs)"]
+    assert manifest_verify(root=model_dir, manifest=manifest) == ["changed file: models/trainer.pkl (blake3 differs)"]
 
 
 def test_manifest_verify_detects_size_change(model_dir):

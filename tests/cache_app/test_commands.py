@@ -152,7 +152,7 @@ def test_verify_fails_non_zero_listing_the_problems(house_version, churn_version
         call_command("cache_verify", stdout=out, stderr=StringIO())
     message = str(raised.value)
     assert message.startswith("1 of 2 disk copies corrupt")
-    assert "house-prices v1: changed file: predictor.pkl (sha256 differs)" in message
+    assert "house-prices v1: changed file: predictor.pkl (blake3 differs)" in message
     assert "house-prices v1: unexpected file: models/intruder.txt" in message
     assert "CORRUPT  house-prices v1" in out.getvalue() and "ok       customer-churn v1" in out.getvalue()
     assert not ready_disk(house_version.artifact).exists()

@@ -14,6 +14,7 @@ and in a file beside the lock file, and whoever was waiting for that leader (or 
 error instead of running the whole retry chain again: N callers cost one retry cycle.
 """
 
+import errno
 import fcntl
 import json
 import logging
@@ -142,7 +143,7 @@ def lock_file_acquire(path: Path, *, exclusive: bool, blocking: bool) -> int | N
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         while True:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = _lock_file_open(path)
             try:
                 fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if blocking else fcntl.LOCK_NB))
             except BlockingIOError:
@@ -159,6 +160,17 @@ def lock_file_acquire(path: Path, *, exclusive: bool, blocking: bool) -> int | N
             os.close(fd)
     except OSError as error:
         raise CacheStorageFault.from_os_error(error, doing=f"taking the lock {path.name}") from error
+
+
+def _lock_file_open(path: Path) -> int:
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:
+        # A cache folder made read-only still serves the copies it holds: flock works on a read-only
+        # descriptor of a lock file that exists. Only what needs a new file fails.
+        if error.errno in (errno.EROFS, errno.EACCES) and path.exists():
+            return os.open(path, os.O_RDONLY)
+        raise
 
 
 def lock_file_sweep(path: Path) -> bool:

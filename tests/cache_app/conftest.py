@@ -5,6 +5,7 @@ milliseconds. Prediction tests use real AutoGluon predictors (tests/models.py).
 """
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,29 @@ def make_artifact(db, tmp_path, settings):
         return artifact
 
     return make
+
+
+@pytest.fixture
+def small_volume(tmp_path):
+    """``small_volume(megabytes)`` -> a real file system of that size (tmpfs), unmounted at the end; it can
+    be made read-only with ``remount_read_only(path)``. Needs root, as mounting does."""
+    mounted: list[Path] = []
+
+    def mount(megabytes: int) -> Path:
+        point = tmp_path / f"volume-{len(mounted)}"
+        point.mkdir()
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(point)], capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a small volume ({done.stderr.strip()}); these tests need root")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in reversed(mounted):
+        subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+def remount_read_only(point: Path) -> None:
+    subprocess.run(["mount", "-o", "remount,ro", str(point)], check=True)

@@ -55,7 +55,7 @@ class MLModelAdmin(CacheActionsMixin, admin.ModelAdmin):
 
     list_display = ["name", "current_version", "version_count", "cached_in"]
     search_fields = ["name", "description"]
-    fields = ["name", "description", "current_version", "created_at"]
+    fields = ["name", "description", "unseen_categories", "current_version", "created_at"]
     readonly_fields = ["current_version", "created_at"]
     inlines = [ModelVersionInline]
 

@@ -18,3 +18,10 @@ def api(user):
 
 HOUSE = {"sqft": 1800.0, "bedrooms": 3, "age_years": 12, "city": "boston"}
 CHURN = {"tenure_months": 3, "monthly_spend": 99.5, "support_calls": 7, "plan": "basic"}
+
+
+@pytest.fixture
+def signed_in(client, user):
+    """A browser session (Django's test client) signed in as a plain user."""
+    client.force_login(user)
+    return client

@@ -1,0 +1,113 @@
+"""Inputs built to knock a parser over or to lose rows: each is a clear 4xx in JSON, never a 500 or a guess."""
+
+import csv
+import io
+import json
+
+import pytest
+
+from predictions import jobs
+from predictions.inputs import InvalidInput
+from predictions.models import BatchJob, PredictionLog
+from tests.predictions.conftest import HOUSE
+
+HEADER = "sqft,bedrooms,age_years,city\n"
+
+
+def post_raw(api, version, body: bytes, content_type: str, **extra):
+    return api.generic("POST", f"/api/models/{version.model_id}/predict", body, content_type=content_type, **extra)
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "message"),
+    [
+        (HEADER + '1200,2,30,"austin\n1300,2,30,boston\n1400,2,30,denver\n', "row 1", "never closed"),
+        (HEADER + '1200,2,30,aus"tin\n', "row 1", "stray quote"),
+        (HEADER + '1200,2,30,"austin"x\n', "row 1", "not valid CSV"),
+        (HEADER + "1200,2,30,austin\n1300,2,30\n", "row 2", "has 3 cells"),
+        (HEADER + "1200,2,30,austin,extra\n", "row 1", "has 5 cells"),
+        ('sqft,bed"rooms,age_years,city\n1,2,3,austin\n', "header", "stray quote"),
+    ],
+)
+def test_malformed_csv_is_a_400_naming_the_row_and_nothing_is_predicted(api, house_version, text, where, message):
+    response = post_raw(api, house_version, text.encode(), "text/csv")
+    assert response.status_code == 400, response.content
+    assert message in response.json()["errors"][where]
+    assert not PredictionLog.objects.exists()
+    with pytest.raises(InvalidInput) as refused:
+        jobs.job_create(version=house_version, data=text.encode(), start=False)
+    assert message in refused.value.errors[where]
+    assert not BatchJob.objects.exists()
+
+
+def test_quoted_cells_with_commas_quotes_and_line_breaks_are_data(api, house_version, settings):
+    text = HEADER + '1200,2,30,"austin"\n"1,300",2,30,boston\n'
+    response = post_raw(api, house_version, text.encode(), "text/csv")
+    assert response.status_code == 400 and "must be a number" in response.json()["errors"]["row 2, column sqft"]
+    good = HEADER + '"1200",2,30,"austin"\n1300,2,30,boston\n'
+    assert len(post_raw(api, house_version, good.encode(), "text/csv").json()["predictions"]) == 2
+
+
+def test_the_rows_predicted_are_the_records_sent(api, house_version, settings):
+    settings.PREDICT_JOB_CHUNK_ROWS = 2
+    text = HEADER + "1200,2,30,austin\n\n1300,2,30,boston\n,,,\n1400,3,9,denver\n"
+    body = post_raw(api, house_version, text.encode(), "text/csv").json()
+    assert len(body["predictions"]) == 4
+    job = jobs.job_create(version=house_version, data=text.encode(), start=False)
+    assert job.rows_total == 4
+    for chunk in job.chunks.order_by("index"):
+        jobs.chunk_run(chunk_id=chunk.pk)
+    job.refresh_from_db()
+    rows = list(csv.DictReader(io.StringIO("".join(jobs.job_result_lines(job=job)))))
+    assert [row["sqft"] for row in rows] == ["1200", "1300", "", "1400"]
+    assert [float(row["prediction"]) for row in rows] == body["predictions"]
+
+
+def test_deeply_nested_json_is_a_400(api, house_version):
+    body = b'{"features": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    response = post_raw(api, house_version, body, "application/json")
+    assert response.status_code == 400 and "nested too deeply" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("field", ["sqft", "bedrooms", "city"])
+def test_an_integer_with_hundreds_of_digits_is_a_400_naming_the_field(api, house_version, field):
+    body = json.dumps({"features": {**HOUSE, field: "GIANT"}}).replace('"GIANT"', "9" * 400)
+    response = post_raw(api, house_version, body.encode(), "application/json")
+    assert response.status_code == 400, response.content
+    assert "out of range" in response.json()["errors"][f"features.{field}"]
+
+
+def test_an_integer_past_the_digit_limit_and_invalid_utf8_are_json_400s(api, house_version):
+    huge = post_raw(api, house_version, b'{"features": {"sqft": ' + b"9" * 5000 + b"}}", "application/json")
+    assert huge.status_code == 400 and huge["Content-Type"] == "application/json"
+    bad = post_raw(api, house_version, b'{"features": {"city": "\xff\xfe"}}', "application/json")
+    assert bad.status_code == 400 and "not UTF-8" in bad.json()["detail"]
+
+
+def test_errors_are_capped_overall_and_per_row_with_a_count(api, house_version):
+    row = {**HOUSE, **{f"unknown_{i}": 1 for i in range(300_000)}}
+    response = api.post(f"/api/models/{house_version.model_id}/predict", {"features": row}, format="json")
+    assert response.status_code == 400
+    assert len(response.content) < 5_000
+    body = response.json()
+    assert len(body["errors"]) == 10 and body["errors_omitted"] == 300_000 - 10
+    many = [{"sqft": "x", "bedrooms": "x", "age_years": "x", "city": 1.5}] * 50
+    body = api.post(f"/api/models/{house_version.model_id}/predict", {"instances": many}, format="json").json()
+    assert len(body["errors"]) == 20 and body["errors_omitted"] == 50 * 4 - 20  # each row: three non-numbers and an unseen category
+
+
+def test_a_long_field_name_is_cut_in_the_error(api, house_version):
+    response = api.post(f"/api/models/{house_version.model_id}/predict", {"features": {**HOUSE, "x" * 100_000: 1}},
+                        format="json")
+    (key,) = response.json()["errors"]
+    assert len(key) < 100 and key.endswith("…")
+
+
+def test_djangos_own_refusals_answer_json(api, house_version, settings):
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 10
+    fields = "&".join(f"f{i}=1" for i in range(50))
+    response = post_raw(api, house_version, fields.encode(), "application/x-www-form-urlencoded")
+    assert response.status_code == 400 and response.json()["code"] == "too_many_fields"
+    settings.PREDICT_MAX_UPLOAD_BYTES = 1000
+    big = post_raw(api, house_version, b'{"features": {"city": "' + b"a" * 200_000 + b'"}}', "application/json")
+    assert big.status_code == 413 and big.json()["code"] == "body_too_large"

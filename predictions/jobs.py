@@ -77,7 +77,7 @@ def uses_celery() -> bool:
 
 def _csv_line(values: list[str]) -> str:
     out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerow(values)
+    csv.writer(out).writerow(values)  # "\r\n", so a carriage return in a name is quoted
     return out.getvalue()
 
 
@@ -123,7 +123,7 @@ def _split(version: ModelVersion, data, chunk_rows: int) -> Iterator[tuple[str, 
 def _chunk_text(version: ModelVersion, header: list[str], chunk: list[tuple[int, list[str]]], previous: int) -> str:
     inputs.rows_from_records(version=version, header=header, records=chunk)
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv.writer(out)  # "\r\n": a carriage return inside a cell is quoted, so the row reads back whole
     for number, values in chunk:
         out.write("\n" * (number - previous - 1))
         writer.writerow(values)

@@ -67,9 +67,13 @@ def csv_safe(value):
 
 
 def csv_lines(rows: Iterable[list]) -> Iterator[str]:
-    """Each row as one CSV line (quoted as needed, ``\\n``-terminated), every cell made safe."""
+    """Each row as one CSV line, every cell made safe.
+
+    Lines end in ``\\r\\n`` (RFC 4180): the writer quotes a cell holding any character of the line
+    terminator, so with a bare ``\\n`` a carriage return inside a cell would go out unquoted and split the row.
+    """
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv.writer(out, lineterminator="\r\n")
     for row in rows:
         writer.writerow([csv_safe(value) for value in row])
         yield out.getvalue()

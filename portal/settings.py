@@ -7,6 +7,7 @@ a fleet member. ``DJANGO_PRODUCTION=true`` demands real secrets and passes ``man
 
 import os
 import socket
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -41,6 +42,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "cache_app",
     "predictions",
 ]
@@ -54,6 +56,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: it turns a locked-out login into its 429 answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -88,6 +92,29 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-portal-{os.getpid()}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# django-axes first: it refuses a locked-out account or address before any password is checked.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+
+# --- Throttling ------------------------------------------------------------------------------------------
+# How many reverse proxies (deploy/nginx-portal.conf.template) stand in front of gunicorn: the client's
+# address is then that many entries from the right of X-Forwarded-For. 0: REMOTE_ADDR (no proxy; the header
+# is ignored, as a client could forge it).
+PORTAL_PROXY_COUNT = env.int("PORTAL_PROXY_COUNT", default=0)
+# Login attempts (/accounts/login/ and /admin/login/): after this many failures an account, and separately
+# an address, is refused (429) until the failures are this old.
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_COOLOFF_MINUTES", default=15.0))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_CLIENT_IP_CALLABLE = "portal.throttling.client_ip"
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
+# API rates per user (token or session) and per address for anonymous calls, DRF's "N/second|minute|hour|day";
+# empty: no limit. Counted per server process (Django's local-memory cache).
+API_THROTTLE_USER = env("API_THROTTLE_USER", default="1200/minute") or None
+API_THROTTLE_ANON = env("API_THROTTLE_ANON", default="60/minute") or None
+# Batch jobs queued or running at once per user: one user's big CSVs must not slow everyone. 0: no limit.
+PREDICT_JOB_MAX_ACTIVE_PER_USER = env.int("PREDICT_JOB_MAX_ACTIVE_PER_USER", default=3)
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -121,6 +148,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "portal.exceptions.api_exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "portal.throttling.AnonRateThrottle",
+        "portal.throttling.UserRateThrottle",
+    ],
+    "NUM_PROXIES": PORTAL_PROXY_COUNT,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Model Cache Portal API",

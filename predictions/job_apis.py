@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 
 from portal.downloads import attachment_header
 from predictions import jobs, selectors
+from predictions.job_limits import TooManyJobs, job_limit_check
 
 
 class JobOutputSerializer(serializers.Serializer):
@@ -61,9 +62,17 @@ class JobListApi(APIView):
 
     @extend_schema(
         request={"multipart/form-data": InputSerializer},
-        responses={201: JobOutputSerializer, 400: OpenApiResponse(description="the row and column at fault")},
+        responses={
+            201: JobOutputSerializer,
+            400: OpenApiResponse(description="the row and column at fault"),
+            429: OpenApiResponse(description="too many of your jobs are queued or running"),
+        },
     )
     def post(self, request):
+        try:
+            job_limit_check(user=request.user)  # before the upload is read and validated
+        except TooManyJobs as error:
+            return Response({"detail": str(error), "code": "too_many_jobs"}, status=status.HTTP_429_TOO_MANY_REQUESTS)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         upload = request.FILES.get("file")

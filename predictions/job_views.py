@@ -6,6 +6,7 @@ from django.shortcuts import redirect, render
 
 from predictions import jobs, selectors
 from predictions.inputs import InvalidInput
+from predictions.job_limits import TooManyJobs, job_limit_check
 
 
 class JobForm(forms.Form):
@@ -27,18 +28,22 @@ def job_list(request):
     form = JobForm(request.POST or None, request.FILES or None)
     status = 200
     if request.method == "POST":
+        status = 400  # unless the job is created below
         if form.is_valid():
             model = selectors.model_get(model_ref=form.cleaned_data["model"])
             version = selectors.version_get(model=model, number=form.cleaned_data.get("version"))
             upload = form.cleaned_data["file"]
             try:
+                job_limit_check(user=request.user)
                 job = jobs.job_create(version=version, data=upload, filename=upload.name, user=request.user)
+            except TooManyJobs as error:
+                form.add_error(None, str(error))
+                status = 429
             except InvalidInput as error:
                 for key, message in error.errors.items():
                     form.add_error("file" if key == "file" else None, message if key == "file" else f"{key}: {message}")
             else:
                 return redirect("job-detail", job_id=job.pk)
-        status = 400
     rows = [{"job": job, "progress": jobs.job_progress(job)} for job in jobs.job_list(user=request.user, limit=50)]
     return render(request, "predictions/jobs.html", {"form": form, "rows": rows}, status=status)
 

@@ -33,3 +33,12 @@ def isolated_cache(settings, tmp_path):
     runtime.reset()
     yield
     runtime.reset()
+
+
+@pytest.fixture(autouse=True)
+def throttle_counts_reset():
+    """The API throttles count in Django's (local-memory) cache: every test starts from none."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield

@@ -34,5 +34,5 @@ def verified_summary(verified) -> str:
     if not verified.checked:
         return "no disk copy on this node"
     if verified.ok:
-        return f"{verified.checked} files match"
+        return "every file matches"
     return f"CORRUPT, copy removed ({len(verified.problems)} problems)"

@@ -6,6 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from django.contrib import admin
+from django.http import HttpRequest
 from django.urls import reverse
 
 from cache_app.models import Artifact, CacheEntry, CacheLimits, FetchRecord, TierCounter
@@ -245,7 +246,7 @@ def test_dashboard_is_for_staff_only(client, django_user_model):
     url = reverse("cache-dashboard")
     assert client.get(url).status_code == 302
     django_user_model.objects.create_user("someone", password="pw-123456")
-    client.login(username="someone", password="pw-123456")
+    client.login(request=HttpRequest(), username="someone", password="pw-123456")
     response = client.get(url)
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
 

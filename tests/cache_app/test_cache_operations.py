@@ -101,7 +101,7 @@ def test_warm_and_verify_through_the_api_are_recorded(manager_api, manager, hous
     assert manager_api.post(f"/api/models/{house_version.model_id}/cache/verify").status_code == 200
     messages = list(LogEntry.objects.order_by("pk").values_list("user__username", "change_message"))
     assert messages[0] == ("manager", "warm: API: served from origin")
-    assert messages[1][0] == "manager" and messages[1][1].startswith("verify: API: ") and "files match" in messages[1][1]
+    assert messages[1][0] == "manager" and messages[1][1].startswith("verify: API: ") and "every file matches" in messages[1][1]
 
 
 # --- admin: confirmation and history -------------------------------------------------------------------------

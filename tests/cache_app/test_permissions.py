@@ -2,12 +2,14 @@
 
 anonymous -> 401 (API) / sent to the login page (admin); signed in but not staff -> 403 / sent to the admin
 login; staff without ``cache_app.manage_cache`` -> reads yes, changes no; staff with it -> everything.
-Session requests must carry a CSRF token.
+Session requests must carry a CSRF token. ``client.login`` is given a request: django-axes checks every
+authenticate() against the request's account and address, and refuses one without.
 """
 
 import pytest
 from django.contrib.auth.models import Permission
 from django.test import Client
+from django.http import HttpRequest
 from django.urls import reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -95,7 +97,7 @@ def test_a_bad_token_is_401(db):
 def test_session_delete_without_csrf_token_is_refused(django_user_model, house_version):
     make_user(django_user_model, "manager")
     client = Client(enforce_csrf_checks=True)
-    assert client.login(username="manager", password="pw-123456")
+    assert client.login(request=HttpRequest(), username="manager", password="pw-123456")
 
     assert client.get("/api/models/cache/stats").status_code == 200  # reads need no token
     response = client.delete("/api/models/cache")
@@ -109,7 +111,7 @@ def test_session_delete_without_csrf_token_is_refused(django_user_model, house_v
 def test_session_delete_with_csrf_token_is_accepted(django_user_model, house_version):
     make_user(django_user_model, "manager")
     client = Client(enforce_csrf_checks=True)
-    client.login(username="manager", password="pw-123456")
+    client.login(request=HttpRequest(), username="manager", password="pw-123456")
     client.get(reverse("admin:index"))  # sets the csrftoken cookie
     token = client.cookies["csrftoken"].value
 
@@ -121,7 +123,7 @@ def test_session_delete_with_csrf_token_is_accepted(django_user_model, house_ver
 def test_admin_action_without_csrf_token_is_refused(django_user_model, house_version):
     make_user(django_user_model, "manager")
     client = Client(enforce_csrf_checks=True)
-    client.login(username="manager", password="pw-123456")
+    client.login(request=HttpRequest(), username="manager", password="pw-123456")
     response = client.post(
         reverse("admin:cache_app_artifact_changelist"),
         {"action": "clear_cache", "_selected_action": [house_version.artifact_id]},

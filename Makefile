@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed-requirements
 NODE_INSTALLED := node_modules/.installed
 DATA_DIR ?= var
 
-.PHONY: install run test bench worker fleet browser clean
+.PHONY: install run test bench worker fleet browser nginx clean
 
 $(INSTALLED): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,7 +34,13 @@ browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
 		|| echo "chromium could not be installed: the browser tests will skip (apt-get install chromium)"
 
-test: $(INSTALLED) $(NODE_INSTALLED) browser
+# Debian's nginx fronts gunicorn in production (deploy/nginx-portal.conf.template); the slow-client test runs
+# it. Installed like chromium: without it (and root) that test skips with the hint, and CI=true fails it.
+nginx:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || (apt-get update -qq && apt-get install -y -qq nginx >/dev/null) \
+		|| echo "nginx could not be installed: the slow-client test will skip (apt-get install nginx)"
+
+test: $(INSTALLED) $(NODE_INSTALLED) browser nginx
 	$(BIN)/pytest
 
 # wrk (Debian) drives P5's load; without it the bench falls back to a Python load generator.

@@ -10,6 +10,7 @@ from django.db import connection
 from cache_app.models import Artifact
 from cache_app.services.maintenance import artifact_clear
 from tests.cache_app.test_integrity import predict_house
+from tests.processes import in_threads
 
 THREADS = 16
 CLEAR_EVERY_SECONDS = 0.3
@@ -21,33 +22,30 @@ RUN_SECONDS = 12.0
 def test_clears_every_300_ms_under_16_threads_cost_no_request(house_version):
     _, expected = predict_house(house_version)
     stop = threading.Event()
-    answers: list[float] = []
-    errors: list[BaseException] = []
-    clears = 0
+    clears = []
 
-    def predict_until_stopped() -> None:
+    def clear_until_stopped() -> None:
         try:
-            while not stop.is_set():
-                answers.append(predict_house(house_version)[1])
-        except BaseException as error:  # reported below, with the others
-            errors.append(error)
+            while not stop.wait(CLEAR_EVERY_SECONDS):
+                clears.append(artifact_clear(artifact=Artifact.objects.get(pk=house_version.artifact.pk)))
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=predict_until_stopped) for _ in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    try:
+    def predict_for_a_while() -> list[float]:
         until = time.monotonic() + RUN_SECONDS
-        while time.monotonic() < until and not errors:
-            time.sleep(CLEAR_EVERY_SECONDS)
-            artifact_clear(artifact=Artifact.objects.get(pk=house_version.artifact.pk))
-            clears += 1
+        answers = []
+        while time.monotonic() < until:
+            answers.append(predict_house(house_version)[1])
+        return answers
+
+    clearer = threading.Thread(target=clear_until_stopped)
+    clearer.start()
+    try:
+        answers = [answer for per_thread in in_threads(THREADS, predict_for_a_while) for answer in per_thread]
     finally:
         stop.set()
-        for thread in threads:
-            thread.join()
+        clearer.join()
 
-    assert errors == []
-    assert clears >= 10 and len(answers) > clears
+    # in_threads re-raised the first failure, if any request had one.
+    assert len(clears) >= 10 and len(answers) > len(clears)
     assert set(answers) == {expected}

@@ -12,17 +12,23 @@ from tests.processes import in_threads
 CALLERS = 8
 
 
+def failed_once(make_artifact, bucket, proxy):
+    """An artifact on an S3 origin that now fails every request, after one caller's full retry cycle;
+    returns it and how many requests that cycle made."""
+    artifact = make_artifact(origin=f"s3://{bucket}/origin")
+    proxy.reset()
+    proxy.always_fail(500)
+    with pytest.raises(FetchFailed):
+        artifact_fetch(artifact=artifact)
+    return artifact, proxy.count(path_contains=artifact.sha256)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_eight_callers_against_a_failing_store_make_one_retry_cycle(make_artifact, proxied_s3, settings):  # noqa: F811
     bucket, proxy = proxied_s3
     settings.MODEL_FETCH_DEADLINE_SECONDS = 10.0
-    alone, together = make_artifact(origin=f"s3://{bucket}/origin"), make_artifact(origin=f"s3://{bucket}/origin")
-    proxy.reset()
-    proxy.always_fail(500)
-
-    with pytest.raises(FetchFailed):
-        artifact_fetch(artifact=alone)
-    one_cycle = proxy.count(path_contains=alone.sha256)
+    together = make_artifact(origin=f"s3://{bucket}/origin")
+    _, one_cycle = failed_once(make_artifact, bucket, proxy)
     assert one_cycle > 1  # the tier retried: there is a cycle to share
 
     def fetch() -> ArtifactUnavailable:
@@ -38,12 +44,7 @@ def test_eight_callers_against_a_failing_store_make_one_retry_cycle(make_artifac
 
 def test_a_new_caller_within_the_window_gets_the_error_and_later_ones_retry(make_artifact, proxied_s3, settings):  # noqa: F811
     bucket, proxy = proxied_s3
-    artifact = make_artifact(origin=f"s3://{bucket}/origin")
-    proxy.reset()
-    proxy.always_fail(500)
-    with pytest.raises(FetchFailed):
-        artifact_fetch(artifact=artifact)
-    attempts = proxy.count(path_contains=artifact.sha256)
+    artifact, attempts = failed_once(make_artifact, bucket, proxy)
     with pytest.raises(FetchFailed):
         artifact_fetch(artifact=artifact)
     assert proxy.count(path_contains=artifact.sha256) == attempts  # remembered: no new request
@@ -58,11 +59,7 @@ def test_another_process_sees_the_failure_through_the_cache_folder(make_artifact
     from cache_app.services import locks
 
     bucket, proxy = proxied_s3
-    artifact = make_artifact(origin=f"s3://{bucket}/origin")
-    proxy.reset()
-    proxy.always_fail(500)
-    with pytest.raises(FetchFailed):
-        artifact_fetch(artifact=artifact)
+    artifact, _ = failed_once(make_artifact, bucket, proxy)
     locks.locks_reset()  # this process forgets: only the file remains, as for another process
     with pytest.raises(SharedFailure) as raised:
         artifact_fetch(artifact=artifact)

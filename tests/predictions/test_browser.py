@@ -83,7 +83,7 @@ def test_sign_in_predict_upload_and_download(page, live_server, house_version, c
     assert page.locator("#results-table tbody tr").count() == len(HOUSES)
     assert page.locator("#csv-results .served-from").inner_text().strip() == "memory"
     headers = page.locator("#results-table thead th").all_inner_texts()
-    assert headers == ["sqft", "bedrooms", "age_years", "city", "prediction"]
+    assert headers == ["row", "sqft", "bedrooms", "age_years", "city", "prediction", "warnings"]
     page.locator("#csv-results").screenshot(path=str(screenshots_dir / "csv-results.png"))
 
     # The download: the same rows with their predictions.
@@ -97,7 +97,7 @@ def test_sign_in_predict_upload_and_download(page, live_server, house_version, c
     assert [row["city"] for row in rows] == [house["city"] for house in HOUSES]
     assert [float(row["sqft"]) for row in rows] == [float(house["sqft"]) for house in HOUSES]
     assert all(float(row["prediction"]) > 0 for row in rows)
-    shown = [float(text) for text in page.locator("#results-table tbody tr td:nth-child(5)").all_inner_texts()]
+    shown = [float(text) for text in page.locator("#results-table tbody tr td:nth-child(6)").all_inner_texts()]
     assert shown == [float(row["prediction"]) for row in rows]
 
     # Bad input in the browser: the error names the field, nothing is predicted.
@@ -127,3 +127,35 @@ def test_sign_in_predict_upload_and_download(page, live_server, house_version, c
     page.wait_for_url("**/accounts/login/")
     page.goto(live_server.url + "/")
     assert "/accounts/login/" in page.url
+
+
+def test_warnings_show_beside_the_field_and_the_row(page, live_server, house_version, django_user_model, tmp_path,
+                                                   screenshots_dir):
+    django_user_model.objects.create_user(username="bo", password="pw-bo-123")
+    page.goto(live_server.url + "/models/house-prices/")
+    page.fill("#id_username", "bo")
+    page.fill("#id_password", "pw-bo-123")
+    page.click("button[type=submit]")
+    page.wait_for_url("**/models/house-prices/")
+
+    # Out of the training range, and a blank field: predicted, each said beside its field.
+    page.fill("#id_sqft", "-5")
+    page.fill("#id_bedrooms", "3")
+    page.select_option("#id_city", "boston")
+    page.click("#predict-button")
+    page.wait_for_selector("#result")
+    assert "below the smallest value seen in training" in page.locator(".field-warning[data-field=sqft]").inner_text()
+    assert "filled in by the model" in page.locator(".field-note[data-field=age_years]").inner_text()
+    assert "age_years" in page.locator("#filled-in").inner_text()
+    page.screenshot(path=str(screenshots_dir / "form-warnings.png"), full_page=True)
+
+    # A CSV whose second row is out of range: the preview marks that row and says why.
+    upload = tmp_path / "houses.csv"
+    upload.write_text("sqft,bedrooms,age_years,city\n1200,2,30,austin\n99999,2,30,denver\n")
+    page.set_input_files("#id_file", str(upload))
+    page.click("#csv-button")
+    page.wait_for_selector("#csv-results")
+    assert page.locator("#results-table tbody tr.warned").count() == 1
+    assert page.locator("#results-table tbody tr.warned td").first.inner_text() == "2"
+    assert "row 2" in page.locator("#csv-warnings").inner_text()
+    page.locator("#csv-results").screenshot(path=str(screenshots_dir / "csv-warnings.png"))

@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -52,6 +53,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "portal.middleware.BodySizeLimitMiddleware",  # before CSRF: its check would parse the whole body
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -130,9 +132,33 @@ STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "staticfiles"
 STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise warns on every request until collectstatic has run
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Prediction inputs and results (web CSV results, batch job chunks): a local folder by default; in a fleet an
+# S3 bucket (s3://bucket/prefix) or an Azure container (azure://container/prefix) every node reads.
+RESULTS_STORAGE_URI = env("RESULTS_STORAGE_URI", default="")
+
+
+def _results_storage(uri: str) -> dict:
+    from urllib.parse import urlparse
+
+    if not uri:
+        return {"BACKEND": "django.core.files.storage.FileSystemStorage",
+                "OPTIONS": {"location": str(DATA_DIR / "results")}}
+    parsed = urlparse(uri)
+    prefix = parsed.path.strip("/")
+    if parsed.scheme == "s3":
+        return {"BACKEND": "storages.backends.s3.S3Storage",
+                "OPTIONS": {"bucket_name": parsed.netloc, "location": prefix, "file_overwrite": False}}
+    if parsed.scheme == "azure":
+        return {"BACKEND": "storages.backends.azure_storage.AzureStorage",
+                "OPTIONS": {"azure_container": parsed.netloc, "location": prefix, "overwrite_files": False,
+                            "connection_string": env("AZURE_CONNECTION_STRING", default=None)}}
+    raise ImproperlyConfigured(f"RESULTS_STORAGE_URI {uri!r}: use s3://bucket/prefix or azure://container/prefix")
+
+
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+    "results": _results_storage(RESULTS_STORAGE_URI),
 }
 MEDIA_ROOT = DATA_DIR / "media"
 
@@ -213,8 +239,17 @@ PREDICT_JOB_CHUNK_ROWS = env.int("PREDICT_JOB_CHUNK_ROWS", default=10_000)
 PREDICT_JOB_MAX_UPLOAD_BYTES = env.int("PREDICT_JOB_MAX_UPLOAD_BYTES", default=1024**3)
 # The Celery queue for chunks: fleets that share one Redis keep apart by naming theirs.
 PREDICT_JOB_QUEUE = env("PREDICT_JOB_QUEUE", default="portal")
+# A running job with no chunk stored for this long is failed with a message instead of running forever.
+PREDICT_JOB_STALL_SECONDS = env.int("PREDICT_JOB_STALL_SECONDS", default=1800)
+# Chunks whose model cannot be served right now are tried again, this many times, this far apart (x attempt).
+PREDICT_JOB_RETRIES = env.int("PREDICT_JOB_RETRIES", default=3)
+PREDICT_JOB_RETRY_SECONDS = env.float("PREDICT_JOB_RETRY_SECONDS", default=5.0)
+# Web CSV results and finished jobs' files are deleted this long after they were made (``results_clean``).
+PREDICT_RESULTS_TTL_HOURS = env.int("PREDICT_RESULTS_TTL_HOURS", default=168)
 DATA_UPLOAD_MAX_MEMORY_SIZE = PREDICT_MAX_UPLOAD_BYTES + 1024**2
-FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024**2
+# Uploads larger than this go to a temporary file as they arrive, never whole into a worker's memory; a body
+# larger than its endpoint allows is refused before it is read (portal.middleware.BodySizeLimitMiddleware).
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024**2
 
 LOGGING = {
     "version": 1,

@@ -128,7 +128,6 @@ class PredictApi(APIView):
     )
     def post(self, request, model_ref):
         started = time.monotonic()
-        _refuse_oversized(request)
         query = self.QuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         model = selectors.model_get(model_ref=model_ref)
@@ -156,18 +155,6 @@ class PredictApi(APIView):
         if not isinstance(features, dict):
             raise inputs.InvalidInput({"features": "must be an object of feature values"})
         return inputs.rows_from_json(version=version, rows=[features], where="features"), True
-
-
-def _refuse_oversized(request) -> None:
-    """A body announced larger than any request may be is refused before a byte of it is read."""
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        raise ParseError("Content-Length is not a number") from None
-    # A multipart body carries its boundaries and field headers on top of the file.
-    limit = settings.PREDICT_MAX_UPLOAD_BYTES + 64 * 1024
-    if length > limit:
-        raise BodyTooLarge(f"the body is {length} bytes; the limit per request is {limit} (PREDICT_MAX_UPLOAD_BYTES)")
 
 
 def _result_body(rows: inputs.Rows, result: services.PredictionResult, *, single: bool) -> dict:

@@ -14,6 +14,7 @@ count of the rest, so a hostile row cannot make a megabyte-sized answer.
 import csv
 import io
 import math
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -127,16 +128,33 @@ def rows_from_json(*, version, rows: list, where: str = "instances") -> Rows:
     return checker.rows(columns=list(checker.features), cells=cells, typed=cells, numbers=list(range(len(cells))))
 
 
-def rows_from_csv(*, version, data: bytes, first_row: int = 0) -> Rows:
-    """Rows from CSV bytes; ``first_row`` is how many records came before them (a job's chunk)."""
-    if len(data) > settings.PREDICT_MAX_UPLOAD_BYTES:
-        raise InvalidInput({"file": f"is {len(data)} bytes; the limit is {settings.PREDICT_MAX_UPLOAD_BYTES}"})
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise InvalidInput({"file": f"is not UTF-8 text (byte {error.start})"}) from error
-    records = CSVRecords(io.StringIO(text, newline=""), first_row=first_row)
+def rows_from_csv(*, version, data, first_row: int = 0) -> Rows:
+    """Rows from a CSV (``bytes``, an upload or a binary file), read as it is parsed; ``first_row`` is how
+    many records came before them (a job's chunk)."""
+    text = csv_text_stream(data, limit=settings.PREDICT_MAX_UPLOAD_BYTES, what="a request")
+    records = CSVRecords(text, first_row=first_row)
     return rows_from_records(version=version, header=records.header, records=records)
+
+
+def csv_text_stream(data, *, limit: int, what: str) -> io.TextIOWrapper:
+    """A CSV as text (UTF-8, BOM dropped), decoded as it is read: a big upload is never in memory twice.
+
+    ``data``: bytes, a Django upload (spooled to a temporary file past ``FILE_UPLOAD_MAX_MEMORY_SIZE``, or
+    held in memory below it) or an open binary file. Larger than ``limit`` bytes: refused unread.
+    """
+    if isinstance(data, bytes | bytearray):
+        size, raw = len(data), io.BytesIO(data)
+    elif hasattr(data, "temporary_file_path"):
+        size, raw = data.size, open(data.temporary_file_path(), "rb")  # noqa: SIM115 - closed with the wrapper
+    elif hasattr(data, "file") and hasattr(data, "size"):
+        data.file.seek(0)
+        size, raw = data.size, data.file
+    else:
+        size, raw = os.fstat(data.fileno()).st_size, data
+    if size > limit:
+        raise InvalidInput({"file": f"is {size} bytes; the limit for {what} is {limit}"})
+    # newline="" as the csv module wants: quoted line breaks stay inside their cell.
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
 
 
 def rows_from_records(*, version, header: list[str], records: Iterable[tuple[int, list[str]]]) -> Rows:

@@ -51,6 +51,7 @@ class JobListApi(APIView):
     """``GET``: your jobs (staff: everyone's). ``POST`` multipart ``file`` + ``model`` (+ ``version``): a new job."""
 
     parser_classes = [MultiPartParser, FormParser]
+    max_body_setting = "PREDICT_JOB_MAX_UPLOAD_BYTES"  # portal.middleware bounds bodies by it
 
     class InputSerializer(serializers.Serializer):
         model = serializers.CharField()
@@ -58,6 +59,7 @@ class JobListApi(APIView):
 
     @extend_schema(operation_id="jobs_list", responses=JobOutputSerializer(many=True))
     def get(self, request):
+        jobs.jobs_fail_stalled()
         return Response(JobOutputSerializer(jobs.job_list(user=request.user), many=True).data)
 
     @extend_schema(
@@ -89,6 +91,7 @@ class JobListApi(APIView):
 class JobDetailApi(APIView):
     @extend_schema(responses=JobOutputSerializer)
     def get(self, request, job_id):
+        jobs.jobs_fail_stalled()
         return Response(JobOutputSerializer(jobs.job_get(user=request.user, job_id=job_id)).data)
 
 
@@ -98,6 +101,11 @@ class JobResultApi(APIView):
     @extend_schema(responses={(200, "text/csv"): str, 409: OpenApiResponse(description="not finished")})
     def get(self, request, job_id):
         job = jobs.job_get(user=request.user, job_id=job_id)
+        if job.expired_at is not None:
+            return Response(
+                {"detail": f"job {job.pk}'s result has expired and was deleted", "code": "result_expired"},
+                status=status.HTTP_410_GONE,
+            )
         if job.status != job.Status.SUCCEEDED:
             return Response(
                 {"detail": f"job {job.pk} is {job.status}; the result exists once it has succeeded", "status": job.status},

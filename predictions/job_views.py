@@ -44,12 +44,17 @@ def job_list(request):
                     form.add_error("file" if key == "file" else None, message if key == "file" else f"{key}: {message}")
             else:
                 return redirect("job-detail", job_id=job.pk)
+    jobs.jobs_fail_stalled()
     rows = [{"job": job, "progress": jobs.job_progress(job)} for job in jobs.job_list(user=request.user, limit=50)]
     return render(request, "predictions/jobs.html", {"form": form, "rows": rows}, status=status)
 
 
+job_list.max_body_setting = "PREDICT_JOB_MAX_UPLOAD_BYTES"  # portal.middleware bounds bodies by it
+
+
 @login_required
 def job_detail(request, job_id):
+    jobs.jobs_fail_stalled()
     job = jobs.job_get(user=request.user, job_id=job_id)
     context = {"job": job, "progress": jobs.job_progress(job), "error": jobs.job_error(job)}
     return render(request, "predictions/job_detail.html", context)

@@ -15,6 +15,7 @@ acknowledging) is stored and counted once. The result is the chunks' rows concat
 input's rows in the input's order, each exactly once.
 """
 
+import codecs
 import csv
 import io
 import logging
@@ -23,17 +24,18 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import filelock
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Q
 from django.http import Http404
 from django.utils import timezone
 
 from cache_app.services.errors import ArtifactUnavailable
-from predictions import inputs, results, services
+from predictions import inputs, result_files, results, services
 from predictions.models import BatchChunk, BatchJob, ModelVersion
 
 logger = logging.getLogger(__name__)
@@ -45,8 +47,21 @@ class JobNotFinished(Exception):
     pass
 
 
+class JobExpired(JobNotFinished):
+    """The job's files were deleted after ``PREDICT_RESULTS_TTL_HOURS``."""
+
+
 class ChunkUnavailable(Exception):
     """The model could not be served for a chunk right now (fetch failed, cache full...): worth a retry."""
+
+
+# What a chunk is tried again for, in process and on Celery: the model, the storage or the database may
+# come back (a restart, a full disk freed, a failover). Anything else fails the job at once, with its reason.
+RETRYABLE = (ChunkUnavailable, DatabaseError, OSError)
+
+
+def retry_delay(attempt: int) -> float:
+    return settings.PREDICT_JOB_RETRY_SECONDS * (attempt + 1)
 
 
 # --- Settings -----------------------------------------------------------------------------------------------
@@ -81,24 +96,6 @@ def _csv_line(values: list[str]) -> str:
     return out.getvalue()
 
 
-def _text_stream(data) -> io.TextIOWrapper:
-    """The CSV as text (UTF-8, BOM dropped) read as it is parsed: a big upload never sits in memory twice."""
-    if isinstance(data, bytes | bytearray):
-        size, raw = len(data), io.BytesIO(data)
-    elif hasattr(data, "temporary_file_path"):  # a big upload Django spooled to disk
-        size, raw = data.size, open(data.temporary_file_path(), "rb")  # noqa: SIM115 - closed with the wrapper
-    elif hasattr(data, "file") and hasattr(data, "size"):  # a small upload held in memory
-        data.file.seek(0)
-        size, raw = data.size, data.file
-    else:  # an open binary file
-        size, raw = os.fstat(data.fileno()).st_size, data
-    limit = max_upload_bytes_setting()
-    if size > limit:
-        raise inputs.InvalidInput({"file": f"is {size} bytes; the limit for a job is {limit}"})
-    # newline="" as the csv module wants: quoted newlines stay inside their field.
-    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
-
-
 def _split(version: ModelVersion, data, chunk_rows: int) -> Iterator[tuple[str, list]]:
     """Yield ("header", header) once, then ("chunk", [first_record, rows, text]) per chunk, validated.
 
@@ -106,7 +103,7 @@ def _split(version: ModelVersion, data, chunk_rows: int) -> Iterator[tuple[str, 
     numbers, so an error names the row of the uploaded file. A chunk's text keeps an empty line for each
     skipped empty record: read again from ``first_record``, its records get the same numbers.
     """
-    records = inputs.CSVRecords(_text_stream(data))
+    records = inputs.CSVRecords(inputs.csv_text_stream(data, limit=max_upload_bytes_setting(), what="a job"))
     yield "header", records.header
     first_record = previous = 0
     chunk: list[tuple[int, list[str]]] = []
@@ -139,34 +136,45 @@ def job_create(*, version: ModelVersion, data, filename: str = "", user=None, st
     """
     chunk_rows = chunk_rows_setting()
     batch: list[BatchChunk] = []
-    with transaction.atomic():
-        job = None
-        index = 0
-        rows_total = 0
-        for kind, payload in _split(version, data, chunk_rows):
-            if kind == "header":
-                job = BatchJob.objects.create(
-                    user=user if user is not None and user.is_authenticated else None,
-                    version=version,
-                    filename=filename[:255],
-                    input_header=_csv_line(payload),
-                    node=settings.NODE_NAME,
+    saved: list[str] = []
+    try:
+        with transaction.atomic():
+            job = None
+            index = 0
+            rows_total = 0
+            for kind, payload in _split(version, data, chunk_rows):
+                if kind == "header":
+                    job = BatchJob.objects.create(
+                        user=user if user is not None and user.is_authenticated else None,
+                        version=version,
+                        filename=filename[:255],
+                        input_header=_csv_line(payload),
+                        node=settings.NODE_NAME,
+                        progressed_at=timezone.now(),
+                    )
+                    continue
+                first_record, rows, text = payload
+                name = result_files.result_file_save(
+                    folder=result_files.job_folder(job), stem=f"input-{index:05d}", text=text
                 )
-                continue
-            first_record, rows, text = payload
-            batch.append(BatchChunk(job=job, index=index, first_record=first_record, rows=rows, input_csv=text))
-            index += 1
-            rows_total += rows
-            if len(batch) >= 20:  # bounded memory for big files
-                BatchChunk.objects.bulk_create(batch)
-                batch = []
-        if rows_total == 0:
-            raise inputs.InvalidInput({"file": "has a header but no data rows"})
-        BatchChunk.objects.bulk_create(batch)
-        BatchJob.objects.filter(pk=job.pk).update(rows_total=rows_total, chunks_total=index)
-        job.rows_total, job.chunks_total = rows_total, index
-        if start:
-            transaction.on_commit(lambda: job_start(job=job))
+                saved.append(name)
+                batch.append(BatchChunk(job=job, index=index, first_record=first_record, rows=rows, input_name=name))
+                index += 1
+                rows_total += rows
+                if len(batch) >= 20:
+                    BatchChunk.objects.bulk_create(batch)
+                    batch = []
+            if rows_total == 0:
+                raise inputs.InvalidInput({"file": "has a header but no data rows"})
+            BatchChunk.objects.bulk_create(batch)
+            BatchJob.objects.filter(pk=job.pk).update(rows_total=rows_total, chunks_total=index)
+            job.rows_total, job.chunks_total = rows_total, index
+            if start:
+                transaction.on_commit(lambda: job_start(job=job))
+    except BaseException:
+        # Nothing of a refused or failed upload stays behind: its rows rolled back, its files go too.
+        result_files.result_files_delete(saved)
+        raise
     logger.info("job %s: %s rows in %s chunks of %s for %s", job.pk, rows_total, index, chunk_rows, version)
     return job
 
@@ -206,6 +214,7 @@ def jobs_resume_interrupted() -> list[int]:
     to do. Every worker process calls this when it starts; the job's runner lock lets one of them take it.
     (With Celery nothing is needed: unacknowledged chunks are delivered again.)
     """
+    jobs_fail_stalled()
     if uses_celery():
         return []
     resumed = []
@@ -233,10 +242,16 @@ def _in_process_runner(job: BatchJob) -> filelock.FileLock:
 def _run_in_process(job_id: int, chunk_ids: list[int], runner: filelock.FileLock) -> None:
     try:
         for chunk_id in chunk_ids:
-            try:
-                chunk_run(chunk_id=chunk_id)
-            except ChunkUnavailable as error:
-                job_fail(job_id=job_id, message=str(error))
+            for attempt in range(settings.PREDICT_JOB_RETRIES + 1):
+                try:
+                    chunk_run(chunk_id=chunk_id)
+                    break
+                except RETRYABLE as error:
+                    if attempt == settings.PREDICT_JOB_RETRIES:
+                        job_fail(job_id=job_id, message=f"gave up after {attempt + 1} attempts: {error}")
+                        return
+                    logger.warning("job %s chunk %s: %s; trying again", job_id, chunk_id, error)
+                    time.sleep(retry_delay(attempt))
             if BatchJob.objects.filter(pk=job_id, status=BatchJob.Status.FAILED).exists():
                 return
     except Exception as error:  # noqa: BLE001 - a thread has no one to raise to: record it on the job
@@ -275,7 +290,7 @@ def chunk_run(*, chunk_id: int) -> bool:
             status=BatchJob.Status.RUNNING, started_at=timezone.now()
         )
     version = job.version
-    data = (job.input_header + chunk.input_csv).encode()
+    data = (job.input_header + result_files.result_file_text(chunk.input_name)).encode()
     try:
         # The file was validated at creation; this guards against anything stored since (and costs little).
         rows = inputs.rows_from_csv(version=version, data=data, first_row=chunk.first_record)
@@ -289,18 +304,22 @@ def chunk_run(*, chunk_id: int) -> bool:
 
     header, table = results.result_table(rows, result)
     result_header = "".join(results.csv_lines([header]))
-    result_text = "".join(results.csv_lines(table))
+    result_name = result_files.result_file_save(
+        folder=result_files.job_folder(job), stem=f"result-{chunk.index:05d}", text="".join(results.csv_lines(table))
+    )
 
     with transaction.atomic():
         stored = BatchChunk.objects.filter(pk=chunk.pk, done=False).update(
-            done=True, result_csv=result_text, node=settings.NODE_NAME, finished_at=timezone.now()
+            done=True, result_name=result_name, node=settings.NODE_NAME, finished_at=timezone.now()
         )
         if stored:
             BatchJob.objects.filter(pk=job.pk).update(
-                rows_done=F("rows_done") + chunk.rows, chunks_done=F("chunks_done") + 1
+                rows_done=F("rows_done") + chunk.rows, chunks_done=F("chunks_done") + 1, progressed_at=timezone.now()
             )
             BatchJob.objects.filter(pk=job.pk, result_header="").update(result_header=result_header)
     if not stored:
+        # Another attempt stored this chunk first: its file is the one recorded, this one is nobody's.
+        result_files.result_files_delete([result_name])
         return False
     # After the commit, so of two chunks finishing together the later one sees both done.
     if not BatchChunk.objects.filter(job_id=job.pk, done=False).exists():
@@ -308,6 +327,39 @@ def chunk_run(*, chunk_id: int) -> bool:
             status=BatchJob.Status.SUCCEEDED, finished_at=timezone.now()
         )
     return True
+
+
+def jobs_fail_stalled() -> int:
+    """Fail the jobs that have not moved for ``PREDICT_JOB_STALL_SECONDS``; returns how many.
+
+    Workers retry what can be retried; this bounds what cannot be seen from a worker (a broker that lost
+    the chunks, every worker gone), so no job shows "running" forever. Called wherever jobs are shown.
+    """
+    stall = settings.PREDICT_JOB_STALL_SECONDS
+    cutoff = timezone.now() - timedelta(seconds=stall)
+    stalled = BatchJob.objects.filter(status__in=[BatchJob.Status.QUEUED, BatchJob.Status.RUNNING]).filter(
+        Q(progressed_at__lt=cutoff) | Q(progressed_at__isnull=True, created_at__lt=cutoff)
+    )
+    message = f"no progress for {stall} s: the job was stopped; submit it again"
+    count = stalled.update(status=BatchJob.Status.FAILED, error={"message": message, "errors": {}},
+                           finished_at=timezone.now())
+    if count:
+        logger.warning("%s stalled job(s) failed: %s", count, message)
+    return count
+
+
+def jobs_expire(*, cutoff) -> int:
+    """Delete the files of jobs that finished before ``cutoff`` and mark them expired; returns how many.
+
+    The rows stay: who ran what, when, and how it ended remain listed; only the data goes.
+    """
+    finished = BatchJob.objects.filter(status__in=TERMINAL, finished_at__lt=cutoff, expired_at__isnull=True)
+    count = 0
+    for job in finished.iterator():
+        names = BatchChunk.objects.filter(job=job).values_list("input_name", "result_name")
+        result_files.result_files_delete(name for pair in names for name in pair)
+        count += BatchJob.objects.filter(pk=job.pk, expired_at__isnull=True).update(expired_at=timezone.now())
+    return count
 
 
 def job_fail(*, job_id: int, message: str, errors: dict | None = None) -> None:
@@ -389,18 +441,22 @@ def job_error(job: BatchJob) -> dict | None:
 
 
 def job_result_lines(*, job: BatchJob) -> Iterator[str]:
-    """The result CSV, streamed: header, then every chunk's rows by chunk index (the input's order)."""
+    """The result CSV, streamed: header, then every chunk's file by chunk index (the input's order).
+
+    Read a piece at a time from the ``results`` storage, so a million-row result never sits in memory.
+    """
+    if job.expired_at is not None:
+        raise JobExpired(f"job {job.pk}'s files were deleted on {job.expired_at:%Y-%m-%d %H:%M} UTC (results expire)")
     if job.status != BatchJob.Status.SUCCEEDED:
         raise JobNotFinished(f"job {job.pk} is {job.status}; its result exists once it has succeeded")
-    yield job.result_header
-    # A few chunks at a time, so a million-row result never sits in memory at once.
-    last = -1
-    while True:
-        texts = list(
-            BatchChunk.objects.filter(job=job, index__gt=last).order_by("index").values_list("index", "result_csv")[:8]
-        )
-        if not texts:
-            return
-        for index, text in texts:
-            last = index
-            yield text
+    names = list(BatchChunk.objects.filter(job=job).order_by("index").values_list("result_name", flat=True))
+    return _result_text(job.result_header, names)
+
+
+def _result_text(header: str, names: list[str]) -> Iterator[str]:
+    yield header
+    for name in names:
+        decoder = codecs.getincrementaldecoder("utf-8")()  # a character may straddle two pieces
+        for piece in result_files.result_file_chunks(name):
+            yield decoder.decode(piece)
+        yield decoder.decode(b"", final=True)

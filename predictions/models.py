@@ -108,7 +108,11 @@ class BatchJob(models.Model):
     node = models.CharField(max_length=255, blank=True)  # where it was submitted
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    # The last sign of life (created, a chunk stored): a running job silent for too long is failed.
+    progressed_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # When its files were deleted (``results_clean``): the job stays listed, its result is gone.
+    expired_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -128,8 +132,10 @@ class BatchChunk(models.Model):
     index = models.PositiveIntegerField()
     first_record = models.PositiveIntegerField()
     rows = models.PositiveIntegerField()
-    input_csv = models.TextField()  # the chunk's records, header excluded
-    result_csv = models.TextField(blank=True)  # the chunk's result rows, header excluded
+    # Names in the ``results`` storage (predictions.result_files): the chunk's records and, once done, its
+    # result rows, headers excluded.
+    input_name = models.CharField(max_length=255)
+    result_name = models.CharField(max_length=255, blank=True)
     done = models.BooleanField(default=False)
     node = models.CharField(max_length=255, blank=True)  # who predicted it
     # "node:pid" of the latest attempt, so operators (and tests) can tell which process holds a chunk.

@@ -6,22 +6,28 @@ stores a chunk once however often it runs.
 """
 
 from celery import shared_task
+from django.conf import settings
 
 from predictions import jobs
 
-UNAVAILABLE_RETRIES = 3
-UNAVAILABLE_RETRY_SECONDS = 5
 
-
-@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True, max_retries=UNAVAILABLE_RETRIES)
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def predict_chunk(self, chunk_id: int) -> bool:
     try:
         return jobs.chunk_run(chunk_id=chunk_id)
-    except jobs.ChunkUnavailable as error:
-        # The origin or the cache may come back (a restart, a full disk freed): retry a few times first.
-        if self.request.retries < UNAVAILABLE_RETRIES:
-            raise self.retry(exc=error, countdown=UNAVAILABLE_RETRY_SECONDS * (self.request.retries + 1)) from error
-        chunk = jobs.BatchChunk.objects.filter(pk=chunk_id).values_list("job_id", flat=True).first()
-        if chunk is not None:
-            jobs.job_fail(job_id=chunk, message=str(error))
+    except jobs.RETRYABLE as error:
+        retries = settings.PREDICT_JOB_RETRIES
+        if self.request.retries < retries:
+            raise self.retry(exc=error, countdown=jobs.retry_delay(self.request.retries), max_retries=retries) from error
+        _fail_job_of(chunk_id, f"gave up after {retries + 1} attempts: {error}")
         return False
+    except Exception as error:
+        # Not worth retrying, and Celery would only log it: the job says what happened instead of running on.
+        _fail_job_of(chunk_id, f"internal error: {error}")
+        raise
+
+
+def _fail_job_of(chunk_id: int, message: str) -> None:
+    job_id = jobs.BatchChunk.objects.filter(pk=chunk_id).values_list("job_id", flat=True).first()
+    if job_id is not None:
+        jobs.job_fail(job_id=job_id, message=message)

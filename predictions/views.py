@@ -9,12 +9,13 @@ import logging
 import time
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpResponse
+from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET
 
 from cache_app.services.errors import ArtifactUnavailable
-from predictions import inputs, results, selectors, services
+from portal.downloads import attachment_header
+from predictions import inputs, result_files, results, selectors, services
 from predictions.forms import CSVUploadForm, feature_form_class
 
 logger = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ def _predict(request, version, frame, *, started: float, **page):
 
 @login_required
 def model_predict_csv(request, name):
-    """A CSV batch: the results are shown as a table and kept in the session for the download link."""
+    """A CSV batch: the results are shown as a table and saved as a file for the download link."""
     if request.method != "POST":
         return _back_to_model_page(name)
     started = time.monotonic()
@@ -107,7 +108,7 @@ def model_predict_csv(request, name):
     if not csv_form.is_valid():
         return _render_model_page(request, version, csv_form=csv_form, status=400, active="csv")
     try:
-        parsed = inputs.rows_from_csv(version=version, data=csv_form.cleaned_data["file"].read())
+        parsed = inputs.rows_from_csv(version=version, data=csv_form.cleaned_data["file"])
     except inputs.InvalidInput as error:
         csv_form.add_input_errors(error)
         return _render_model_page(request, version, csv_form=csv_form, status=400, active="csv")
@@ -115,13 +116,19 @@ def model_predict_csv(request, name):
     if unavailable:
         return unavailable
     header, rows = results.result_table(parsed, result)
-    # The session keeps the last batch per model, so the download link re-serves exactly what was shown
-    # without predicting again. The session lives in the database: fine for the row limit of one request.
+    # The download link re-serves exactly what was shown, without predicting again: the file is in the
+    # results storage (every node of a fleet reads it), the session only remembers its name.
+    name = result_files.result_file_save(
+        folder=f"{result_files.WEB_FOLDER}/{request.user.pk}", stem=model.name, text=results.csv_text(header, rows)
+    )
+    previous = request.session.get(_session_key(model.name))
     request.session[_session_key(model.name)] = {
         "version": version.number,
         "filename": f"{model.name}-v{version.number}-predictions.csv",
-        "csv": results.csv_text(header, rows),
+        "name": name,
     }
+    if previous and previous.get("name"):
+        result_files.result_files_delete([previous["name"]])
     batch = {
         "header": header,
         "rows": [
@@ -144,10 +151,10 @@ def model_predict_csv(request, name):
 def model_predict_csv_download(request, name):
     model = selectors.model_get(model_ref=name)
     kept = request.session.get(_session_key(model.name))
-    if not kept:
-        raise Http404("no CSV results to download: upload a CSV first")
-    response = HttpResponse(kept["csv"], content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{kept["filename"]}"'
+    if not kept or not kept.get("name") or not result_files.results_storage().exists(kept["name"]):
+        raise Http404("no CSV results to download (they expire): upload a CSV first")
+    response = StreamingHttpResponse(result_files.result_file_chunks(kept["name"]), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = attachment_header(kept["filename"])
     return response
 
 

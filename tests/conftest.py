@@ -23,13 +23,16 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture(autouse=True)
 def isolated_cache(settings, tmp_path):
-    """Every test gets its own cache folder, origin folder and node name, and a fresh in-process state."""
+    """Every test gets its own cache folder, origin folder, results folder and node name, and a fresh
+    in-process state."""
     from cache_app.services import runtime
 
     settings.MODEL_CACHE_DIR = tmp_path / "model_cache"
     settings.MODEL_ORIGIN_URI = (tmp_path / "origin").as_uri()
     settings.MODEL_SHARED_URI = ""
     settings.NODE_NAME = "test-node"
+    results = {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path / "results")}}
+    settings.STORAGES = {**settings.STORAGES, "results": results}
     runtime.reset()
     yield
     runtime.reset()

@@ -55,7 +55,7 @@ def test_api_csv_output(api, lenient_house):
 def test_web_download(signed_in, lenient_house):
     signed_in.post(reverse("model-predict-csv", kwargs={"name": "house-prices"}), {"file": upload("h.csv", TEXT)})
     download = signed_in.get(reverse("model-predict-csv-download", kwargs={"name": "house-prices"}))
-    check(rows_of(download.content.decode()))
+    check(rows_of(download.getvalue().decode()))
 
 
 def test_job_result(lenient_house):

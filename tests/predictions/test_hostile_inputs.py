@@ -5,6 +5,7 @@ import io
 import json
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from predictions import jobs
 from predictions.inputs import InvalidInput
@@ -111,3 +112,21 @@ def test_djangos_own_refusals_answer_json(api, house_version, settings):
     settings.PREDICT_MAX_UPLOAD_BYTES = 1000
     big = post_raw(api, house_version, b'{"features": {"city": "' + b"a" * 200_000 + b'"}}', "application/json")
     assert big.status_code == 413 and big.json()["code"] == "body_too_large"
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read(api, signed_in, house_version, settings):
+    from django.urls import reverse
+
+    settings.PREDICT_MAX_UPLOAD_BYTES = 1_000
+    settings.PREDICT_JOB_MAX_UPLOAD_BYTES = 1_000_000
+    big = HEADER + "1200,2,30,austin\n" * 10_000  # 170 kB: over 1 kB + the multipart room
+    refused = post_raw(api, house_version, big.encode(), "text/csv")
+    assert refused.status_code == 413 and refused.json()["code"] == "body_too_large"
+    page = signed_in.post(reverse("model-predict-csv", kwargs={"name": "house-prices"}),
+                          {"file": SimpleUploadedFile("big.csv", big.encode(), content_type="text/csv")})
+    assert page.status_code == 413 and b"limit" in page.content
+    # Job uploads are bounded by their own, larger limit.
+    job = api.post("/api/jobs/", {"model": "house-prices", "file": SimpleUploadedFile("big.csv", big.encode())},
+                   format="multipart")
+    assert job.status_code == 201, job.content
+    assert not PredictionLog.objects.filter(channel="web").exists()

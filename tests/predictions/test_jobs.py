@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 
 from predictions import demo, inputs, jobs, services
 from predictions.models import BatchChunk, BatchJob
+from predictions.result_files import result_file_save, result_file_text
 
 CHUNK_ROWS = 60
 
@@ -161,11 +162,12 @@ def test_a_chunk_that_turns_out_invalid_fails_the_job_with_row_and_column(api, u
     frame = demo.house_prices(130, seed=9)
     job = jobs.job_create(version=house_version, data=csv_bytes(frame), user=user, start=False)
     second = job.chunks.get(index=1)
-    lines = second.input_csv.splitlines(keepends=True)
+    lines = result_file_text(second.input_name).splitlines(keepends=True)
     cells = lines[4].split(",")
     cells[2] = "old"  # age_years of file row 65 (chunk 1 starts after 60 records)
     lines[4] = ",".join(cells)
-    BatchChunk.objects.filter(pk=second.pk).update(input_csv="".join(lines))
+    tampered = result_file_save(folder="jobs", stem="tampered", text="".join(lines))
+    BatchChunk.objects.filter(pk=second.pk).update(input_name=tampered)
 
     jobs.chunk_run(chunk_id=job.chunks.get(index=0).pk)
     jobs.chunk_run(chunk_id=second.pk)

@@ -157,7 +157,7 @@ def test_web_csv_download(signed_in, case):
     response = signed_in.post(reverse("model-predict-csv", kwargs={"name": name}), {"file": upload("rows.csv", case.csv_bytes())})
     assert response.status_code == 200
     download = signed_in.get(reverse("model-predict-csv-download", kwargs={"name": name}))
-    case.check_csv(download.content.decode())
+    case.check_csv(download.getvalue().decode())
 
 
 def test_batch_job(case, settings):

@@ -355,7 +355,7 @@ def test_csv_upload_shows_a_table_and_downloads_csv(signed_in, house_version):
     assert download.status_code == 200
     assert download["Content-Type"].startswith("text/csv")
     assert 'attachment; filename="house-prices-v1-predictions.csv"' == download["Content-Disposition"]
-    rows = list(csv.DictReader(io.StringIO(download.content.decode())))
+    rows = list(csv.DictReader(io.StringIO(download.getvalue().decode())))
     assert [row["city"] for row in rows] == ["austin", "boston", "denver"]
     assert all(float(row["prediction"]) > 0 for row in rows)
     assert list(rows[0]) == ["sqft", "bedrooms", "age_years", "city", "prediction", "warnings"]
@@ -369,7 +369,7 @@ def test_csv_upload_for_a_classifier_has_probability_columns(signed_in, churn_ve
     response = signed_in.post(csv_url("customer-churn"), {"file": upload("c.csv", data)})
     assert response.status_code == 200
     download = signed_in.get(reverse("model-predict-csv-download", kwargs={"name": "customer-churn"}))
-    rows = list(csv.DictReader(io.StringIO(download.content.decode())))
+    rows = list(csv.DictReader(io.StringIO(download.getvalue().decode())))
     assert len(rows) == 2
     labels = [str(label) for label in churn_version.class_labels]
     for row in rows:

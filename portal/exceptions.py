@@ -3,6 +3,7 @@
 import logging
 
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.db import InterfaceError, OperationalError
 from rest_framework import status
 from rest_framework.exceptions import APIException
 from rest_framework.response import Response
@@ -25,6 +26,11 @@ def api_exception_handler(exc, context):
         return Response({"detail": str(exc), "code": "body_too_large"}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     if isinstance(exc, TooManyFieldsSent | TooManyFilesSent):
         return Response({"detail": str(exc), "code": "too_many_fields"}, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, OperationalError | InterfaceError):
+        # The database is unreachable (a restart, a failover): a fault of ours to wait out, not of the request.
+        logger.warning("database unavailable: %s", exc)
+        return Response({"detail": f"the database cannot be reached: {exc}", "code": "database_unavailable"},
+                        status=status.HTTP_503_SERVICE_UNAVAILABLE)
     if isinstance(exc, ArtifactUnavailable):
         logger.warning("model unavailable: %s", exc)
         return Response({"detail": str(exc), "code": exc.code}, status=status.HTTP_503_SERVICE_UNAVAILABLE)

@@ -45,6 +45,13 @@ def post_fork(server, worker):
     threading.Thread(target=jobs_resume_interrupted, name="jobs-resume", daemon=True).start()
 
 
+def worker_exit(server, worker):
+    """In the worker, on its way out (a graceful stop, a restart, max_requests): nothing logged is lost."""
+    from predictions.prediction_logs import prediction_logs_flush_at_exit
+
+    prediction_logs_flush_at_exit()
+
+
 def child_exit(server, worker):
     from prometheus_client import multiprocess
 

@@ -246,6 +246,21 @@ PREDICT_JOB_RETRIES = env.int("PREDICT_JOB_RETRIES", default=3)
 PREDICT_JOB_RETRY_SECONDS = env.float("PREDICT_JOB_RETRY_SECONDS", default=5.0)
 # Web CSV results and finished jobs' files are deleted this long after they were made (``results_clean``).
 PREDICT_RESULTS_TTL_HOURS = env.int("PREDICT_RESULTS_TTL_HOURS", default=168)
+# Serving throughput (predictions.lookups, predictions.prediction_logs, predictions.batching).
+# Tokens, models and versions are kept in each process this many seconds: how long a change made on another
+# worker or node (a deleted token, a new current version) takes to be seen there.
+PREDICT_LOOKUP_CACHE_SECONDS = env.float("PREDICT_LOOKUP_CACHE_SECONDS", default=5.0)
+# While the database cannot be reached, cached lookups keep serving for this long (a model in memory answers).
+PREDICT_LOOKUP_STALE_SECONDS = env.float("PREDICT_LOOKUP_STALE_SECONDS", default=300.0)
+# Prediction logs are written in bulk by a background thread this often; false writes each in its request.
+PREDICTION_LOG_BUFFER = env.bool("PREDICTION_LOG_BUFFER", default=True)
+PREDICTION_LOG_FLUSH_SECONDS = env.float("PREDICTION_LOG_FLUSH_SECONDS", default=1.0)
+# Logs kept per process while the database is down; past it the oldest are dropped (and counted in the log).
+PREDICTION_LOG_BUFFER_MAX = env.int("PREDICTION_LOG_BUFFER_MAX", default=100_000)
+# Concurrent small requests for one model in one process share a predict call of up to this many rows,
+# waiting at most this long for company, and only when requests are already queueing (never when idle).
+PREDICT_BATCH_MAX_ROWS = env.int("PREDICT_BATCH_MAX_ROWS", default=64)
+PREDICT_BATCH_MAX_WAIT_MS = env.float("PREDICT_BATCH_MAX_WAIT_MS", default=1.0)
 DATA_UPLOAD_MAX_MEMORY_SIZE = PREDICT_MAX_UPLOAD_BYTES + 1024**2
 # Uploads larger than this go to a temporary file as they arrive, never whole into a worker's memory; a body
 # larger than its endpoint allows is refused before it is read (portal.middleware.BodySizeLimitMiddleware).

@@ -7,6 +7,7 @@ from django.http import Http404
 from cache_app.models import CacheEntry, Tier
 from cache_app.services.fetch import FLEET_NODE
 from cache_app.services.memory import memory_tier
+from predictions import lookups
 from predictions.models import MLModel, ModelVersion
 
 
@@ -15,22 +16,39 @@ def model_list():
 
 
 def model_get(*, model_ref: str) -> MLModel:
-    """A model by numeric id or by name: existing clients send ids, people type names."""
+    """A model by numeric id or by name: existing clients send ids, people type names.
+
+    Kept in process for ``PREDICT_LOOKUP_CACHE_SECONDS`` (``predictions.lookups``): the instance is shared by
+    concurrent requests, so callers read it and never change it.
+    """
     ref = str(model_ref)
+    return lookups.models.get(ref, lambda: _model_read(ref))
+
+
+def _model_read(ref: str) -> MLModel:
     by_ref = Q(name=ref) | Q(pk=int(ref)) if ref.isdigit() else Q(name=ref)
     # An id wins over a model whose name happens to be the same digits.
     found = sorted(model_list().filter(by_ref), key=lambda m: str(m.pk) != ref)
     if not found:
-        raise Http404(f"no model {model_ref!r}")
+        raise Http404(f"no model {ref!r}")
     return found[0]
 
 
 def version_get(*, model: MLModel, number: int | None = None) -> ModelVersion:
-    """The given version, or the model's current one (already loaded with the model: no query)."""
+    """The given version, or the model's current one (already loaded with the model: no query).
+
+    A version whose model was cleared meanwhile is re-read (``lookups.version_fresh``), so the memory tier is
+    asked for the generation the database names.
+    """
     if number is None and model.current_version is not None:
         version = model.current_version
         version.model = model
-        return version
+    else:
+        version = lookups.versions.get((model.pk, number), lambda: _version_read(model, number))
+    return lookups.version_fresh(version, reload=lambda: _version_read(model, version.number))
+
+
+def _version_read(model: MLModel, number: int | None) -> ModelVersion:
     version = ModelVersion.objects.select_related("artifact", "model").filter(model=model, number=number).first()
     if version is None:
         raise Http404(f"model {model.name} has no version {number if number is not None else '(current)'}")

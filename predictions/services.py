@@ -18,7 +18,8 @@ from cache_app.services.serving import artifact_serve
 from cache_app.services.tiers import tier_for
 from cache_app.services.tiers.base import Location, TierError
 from predictions import loaders
-from predictions.models import MLModel, ModelVersion, PredictionLog
+from predictions.models import MLModel, ModelVersion
+from predictions.prediction_logs import prediction_log_record
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +173,8 @@ def prediction_run(*, version: ModelVersion, frame, user=None, channel: str = "a
         "total": (time.monotonic() - started) * 1000,
     }
     timings = {step: round(ms, 3) for step, ms in timings.items()}
-    PredictionLog.objects.create(
+    # Buffered and written in bulk in the background: no INSERT on the request's path (see prediction_logs).
+    prediction_log_record(
         user=user if user is not None and user.is_authenticated else None,
         version=version,
         node=settings.NODE_NAME,

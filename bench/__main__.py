@@ -15,7 +15,7 @@ from bench import report
 from bench.common import machine
 from bench.rows import not_measured
 
-ROWS = ["P1", "P2", "P3", "P4", "P5", "P6", "FLEET"]
+ROWS = ["P1", "P2", "P3", "P4", "P5", "P6", "FLEET", "UPLOADS"]
 
 
 @dataclass
@@ -77,10 +77,12 @@ def main() -> None:
         p4_single_flight,
         p5_throughput,
         p6_scale,
+        upload_memory,
     )
 
     modules = {"P1": p1_memory, "P2": p2_disk, "P3": p3_cold, "P4": p4_single_flight, "P5": p5_throughput,
-               "P6": p6_scale, "FLEET": fleet_row}
+               "P6": p6_scale, "FLEET": fleet_row,
+               "UPLOADS": upload_memory}
     results = []
     row_seconds = {}
     for name in selected:

@@ -18,6 +18,7 @@ from cache_app.services.serving import artifact_serve
 from cache_app.services.tiers import tier_for
 from cache_app.services.tiers.base import Location, TierError
 from predictions import loaders
+from predictions.batching import predictor_answer_batched
 from predictions.models import MLModel, ModelVersion
 from predictions.prediction_logs import prediction_log_record
 
@@ -163,8 +164,8 @@ def prediction_run(*, version: ModelVersion, frame, user=None, channel: str = "a
     started = time.monotonic() if started is None else started
     served = predictor_serve(version=version)
     began = time.monotonic()
-    with loaders.predictor_threads(rows=len(frame)):
-        predictions, probabilities = loaders.predictor_answer(served.obj, frame)
+    # Concurrent small requests for this model share one predict call (each gets its own rows' answers).
+    predictions, probabilities = predictor_answer_batched(served.obj, frame)
     predict_seconds = time.monotonic() - began
     timings = {
         "fetch": served.fetch_seconds * 1000,

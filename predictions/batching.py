@@ -1,0 +1,151 @@
+"""Adaptive micro-batching: concurrent small requests for one model in one process share one predict call.
+
+A model's predict costs about as much for one row as for dozens (AutoGluon's feature pipeline and the model
+calls are per call, not per row), so under load a server that predicts each request alone spends most of its
+CPU on that fixed cost. Here a request joins the *lane* of its predictor:
+
+- An idle lane: the request predicts at once, alone. One client never waits (its latency is unbatched).
+- A busy lane (another request is predicting): the request queues. When the running predict ends, its
+  thread hands the lane to the first queued request, which waits up to ``PREDICT_BATCH_MAX_WAIT_MS`` for
+  more company (or until ``PREDICT_BATCH_MAX_ROWS`` rows), then predicts all queued frames concatenated
+  into one, and hands each request exactly its own rows' answers.
+
+Batches form only when requests already queue, so the wait is paid only under load, where it is repaid by
+the shared call. Every answer still comes from ``loaders.predictor_answer`` (one function for the whole
+portal): rows are independent in AutoGluon's tabular inference, so a row's answer does not depend on its
+neighbours. Frames are only joined when their column dtypes are identical, so concatenation changes no
+value or type a request would have had alone. A request of ``PREDICT_BATCH_MAX_ROWS`` rows or more runs
+alone, as before.
+"""
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+from predictions import loaders
+
+
+@dataclass
+class _Request:
+    frame: Any
+    done: threading.Event
+    answer: tuple | None = None
+    error: BaseException | None = None
+    lead: bool = False  # handed the lane by the previous leader: predict what has queued
+
+
+@dataclass
+class _Lane:
+    predictor: Any
+    pending: list
+    busy: bool = False  # a leader is collecting or predicting
+
+
+# One lock for every lane: it is held for microseconds (append, take, hand over), never while predicting.
+_lock = threading.Lock()
+_arrived = threading.Condition(_lock)
+_lanes: dict[tuple, _Lane] = {}
+# Requests answered by a shared call, and the most requests one call answered: for tests and operators.
+shared_calls = {"requests": 0, "largest": 0}
+
+
+def predictor_answer_batched(predictor, frame) -> tuple[list, list[dict] | None]:
+    """``loaders.predictor_answer(predictor, frame)``, sharing the predict call with concurrent requests."""
+    max_rows = settings.PREDICT_BATCH_MAX_ROWS
+    if len(frame) >= max_rows or max_rows <= 1:
+        return _answer(predictor, frame)
+    # The predictor object itself (its id, held alive by the lane), so a reloaded model never shares a batch
+    # with the copy it replaced; and the dtypes, so joined frames keep every column's type.
+    key = (id(predictor), tuple(map(str, frame.dtypes)))
+    request = _Request(frame=frame, done=threading.Event())
+    with _lock:
+        lane = _lanes.get(key)
+        if lane is None:
+            lane = _lanes[key] = _Lane(predictor=predictor, pending=[])
+        lane.pending.append(request)
+        lead = not lane.busy
+        lane.busy = True
+        _arrived.notify_all()
+    if not lead:
+        request.done.wait()
+        if not request.lead:
+            return _outcome(request)
+    _lead(key, lane, wait=not lead)
+    return _outcome(request)
+
+
+def _lead(key: tuple, lane: _Lane, *, wait: bool) -> None:
+    """Predict the lane's queued requests (this thread's own first) as one batch, then hand the lane on."""
+    max_rows = settings.PREDICT_BATCH_MAX_ROWS
+    with _lock:
+        if wait:
+            deadline = time.monotonic() + settings.PREDICT_BATCH_MAX_WAIT_MS / 1000
+            while _rows(lane.pending) < max_rows and (left := deadline - time.monotonic()) > 0:
+                _arrived.wait(left)
+        batch, rows = [], 0
+        for queued in lane.pending:
+            if batch and rows + len(queued.frame) > max_rows:
+                break
+            batch.append(queued)
+            rows += len(queued.frame)
+        del lane.pending[: len(batch)]
+    try:
+        _predict(lane.predictor, batch)
+    finally:
+        with _lock:
+            if lane.pending:
+                successor = lane.pending[0]
+                successor.lead = True
+                successor.done.set()
+            else:
+                lane.busy = False
+                del _lanes[key]
+        for queued in batch[1:]:
+            queued.done.set()
+
+
+def _predict(predictor, batch: list[_Request]) -> None:
+    if len(batch) == 1:
+        _settle(batch[0], predictor)
+        return
+    import pandas as pd
+
+    try:
+        predictions, probabilities = _answer(predictor, pd.concat([r.frame for r in batch], ignore_index=True))
+    except Exception:  # noqa: BLE001 - whatever failed, each request gets its own answer or its own error
+        for queued in batch:
+            _settle(queued, predictor)
+        return
+    with _lock:
+        shared_calls["requests"] += len(batch)
+        shared_calls["largest"] = max(shared_calls["largest"], len(batch))
+    start = 0
+    for queued in batch:
+        end = start + len(queued.frame)
+        queued.answer = (predictions[start:end], probabilities[start:end] if probabilities is not None else None)
+        start = end
+
+
+def _settle(request: _Request, predictor) -> None:
+    try:
+        request.answer = _answer(predictor, request.frame)
+    except BaseException as error:  # handed to the request's own thread
+        request.error = error
+
+
+def _answer(predictor, frame):
+    with loaders.predictor_threads(rows=len(frame)):
+        return loaders.predictor_answer(predictor, frame)
+
+
+def _outcome(request: _Request):
+    if request.error is not None:
+        raise request.error
+    return request.answer
+
+
+def _rows(pending: list[_Request]) -> int:
+    return sum(len(r.frame) for r in pending)

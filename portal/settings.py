@@ -285,3 +285,16 @@ if PRODUCTION:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
     SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# --- Model registry (predictions.promotion, predictions.publishing) ----------------------------------------
+# A promotion (an alias or the current version moved) waits this long for every serving process to warm the
+# target before it gives up and switches nothing.
+PROMOTION_WARM_TIMEOUT_SECONDS = env.float("PROMOTION_WARM_TIMEOUT_SECONDS", default=600.0)
+# How often each gunicorn worker looks for promotions to warm (a small read).
+PROMOTION_POLL_SECONDS = env.float("PROMOTION_POLL_SECONDS", default=0.5)
+# A worker silent for this long is taken for dead: promotions stop waiting for it.
+PROMOTION_PROCESS_STALE_SECONDS = env.float("PROMOTION_PROCESS_STALE_SECONDS", default=15.0)
+# Publishing over HTTP (POST /api/models/<name>/versions, the admin's upload page): the largest archive taken,
+# and where it is streamed and extracted before it is recorded (empty: the system's temporary folder).
+MODEL_PUBLISH_MAX_UPLOAD_BYTES = env.int("MODEL_PUBLISH_MAX_UPLOAD_BYTES", default=10 * 1024**3)
+PUBLISH_UPLOAD_DIR = env("PUBLISH_UPLOAD_DIR", default="") or None

@@ -119,10 +119,19 @@ class PredictApi(APIView):
 
     class QuerySerializer(serializers.Serializer):
         version = serializers.IntegerField(required=False, min_value=1)
+        alias = serializers.SlugField(required=False, max_length=64)
+
+        def validate(self, data):
+            if "version" in data and "alias" in data:
+                raise serializers.ValidationError({"alias": "give a version or an alias, not both"})
+            return data
 
     @extend_schema(
         request={"application/json": dict, "text/csv": str, "multipart/form-data": dict},
-        parameters=[OpenApiParameter("version", int, description="A version number; default: the current one")],
+        parameters=[
+            OpenApiParameter("version", int, description="A version number; default: the current one"),
+            OpenApiParameter("alias", str, description="An alias (production, staging...) instead of a version"),
+        ],
         responses={200: dict, 400: dict, 404: dict, 503: dict},
         description="Predict one row, many rows or a CSV file with the model's current (or given) version.",
     )
@@ -131,7 +140,10 @@ class PredictApi(APIView):
         query = self.QuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         model = selectors.model_get(model_ref=model_ref)
-        version = selectors.version_get(model=model, number=query.validated_data.get("version"))
+        if "alias" in query.validated_data:
+            version = selectors.alias_version_get(model=model, name=query.validated_data["alias"])
+        else:
+            version = selectors.version_get(model=model, number=query.validated_data.get("version"))
         rows, single = self._rows(request, version)
         result = services.prediction_run(version=version, frame=rows.frame, user=request.user, started=started)
         if request.accepted_renderer.format == "csv":

@@ -10,3 +10,8 @@ class PredictionsConfig(AppConfig):
 
         # Changes made in this process reach its cached lookups at once (others' within their TTL).
         lookups.receivers_connect()
+
+        from predictions import promotion
+
+        # Under gunicorn, every worker forked from here polls for promotions to warm before they switch.
+        promotion.serving_poller_install()

@@ -26,6 +26,10 @@ class MLModel(models.Model):
     class Meta:
         verbose_name = "model"
         ordering = ["name"]
+        permissions = [
+            ("publish_model", "Can publish new versions of models over HTTP"),
+            ("promote_model", "Can move aliases and the current version of models"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -53,6 +57,13 @@ class ModelVersion(models.Model):
     python_version = models.CharField(max_length=16, blank=True)
     published_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(default=timezone.now)
+    # Captured at publish (predictions.registry): ``predictor.leaderboard()`` as a list of rows, the importance
+    # the publisher supplied ({"source", "features": [{"feature", "importance"}, ...]}), and the serving profile
+    # measured in a fresh process ({"load_seconds", "resident_bytes", "one_row_ms", "rows_per_second", ...}).
+    leaderboard = models.JSONField(default=list, blank=True)
+    feature_importance = models.JSONField(default=dict, blank=True)
+    serving_profile = models.JSONField(default=dict, blank=True)
+    published_via = models.CharField(max_length=8, blank=True)  # cli, api or admin
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["model", "number"], name="one_number_per_model_version")]
@@ -149,3 +160,90 @@ class BatchChunk(models.Model):
 
     def __str__(self) -> str:
         return f"job {self.job_id} chunk {self.index}"
+
+
+# --- Aliases and promotions (predictions.aliases, predictions.promotion) ------------------------------------
+
+
+class ModelAlias(models.Model):
+    """A named pointer to one version of a model (``production``, ``staging``...): ``?alias=`` on predict."""
+
+    model = models.ForeignKey(MLModel, on_delete=models.CASCADE, related_name="aliases")
+    name = models.SlugField(max_length=64)
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="aliases")
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "alias"
+        verbose_name_plural = "aliases"
+        constraints = [models.UniqueConstraint(fields=["model", "name"], name="one_alias_name_per_model")]
+        ordering = ["model__name", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.model.name}@{self.name}"
+
+
+class Promotion(models.Model):
+    """One move of an alias (or, with a blank ``alias_name``, of the current version): who asked, when, what
+    it pointed at before, and how warming the target went. The moves that switched are the aliases' history."""
+
+    class Status(models.TextChoices):
+        WARMING = "warming", "warming"
+        SWITCHED = "switched", "switched"
+        FAILED = "failed", "failed"
+
+    model = models.ForeignKey(MLModel, on_delete=models.CASCADE, related_name="promotions")
+    alias_name = models.CharField(max_length=64, blank=True)  # blank: the current version
+    from_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    to_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="promotions")
+    rollback = models.BooleanField(default=False)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.WARMING, db_index=True)
+    reason = models.TextField(blank=True)  # why it failed
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.model.name}@{self.alias_name or 'current'} -> v{self.to_version.number}"
+
+
+class PromotionWarm(models.Model):
+    """One serving process's answer to a promotion: the target is on its node's disk and in its memory, or why not."""
+
+    promotion = models.ForeignKey(Promotion, on_delete=models.CASCADE, related_name="warms")
+    node = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    ok = models.BooleanField()
+    served_from = models.CharField(max_length=8, blank=True)  # the tier the warm-up found it in
+    seconds = models.FloatField(default=0.0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["promotion", "node", "pid"], name="one_warm_per_promotion_process")
+        ]
+        ordering = ["node", "pid"]
+
+
+class ServingProcess(models.Model):
+    """A server process that answers predictions (a gunicorn worker), alive while ``seen_at`` is recent.
+
+    A promotion waits for every live one to have warmed its target."""
+
+    node = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField(default=timezone.now)
+    seen_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["node", "pid"], name="one_serving_process_per_node_pid")]
+
+    def __str__(self) -> str:
+        return f"{self.node}:{self.pid}"

@@ -71,3 +71,11 @@ def cache_tiers_of(*, version: ModelVersion) -> list[str]:
     return tiers
 
 
+def alias_version_get(*, model: MLModel, name: str) -> ModelVersion:
+    """The version an alias points at (read on every request: a moved alias is seen at once)."""
+    from predictions.models import ModelAlias
+
+    alias = ModelAlias.objects.select_related("version__artifact", "version__model").filter(model=model, name=name).first()
+    if alias is None:
+        raise Http404(f"model {model.name} has no alias {name!r}")
+    return alias.version

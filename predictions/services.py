@@ -17,7 +17,7 @@ from cache_app.services.integrity import file_sha256
 from cache_app.services.serving import artifact_serve
 from cache_app.services.tiers import tier_for
 from cache_app.services.tiers.base import Location, TierError
-from predictions import loaders
+from predictions import loaders, registry
 from predictions.batching import predictor_answer_batched
 from predictions.models import MLModel, ModelVersion
 from predictions.prediction_logs import prediction_log_record
@@ -57,8 +57,16 @@ def model_publish(
     format: str = "zip",
     user=None,
     reference_csv: Path | None = None,
+    archive: Path | None = None,
+    via: str = "cli",
+    feature_importance: dict | None = None,
+    make_current: bool = True,
 ) -> ModelVersion:
     """Archive a predictor folder, upload it to the origin, then record the version and its schema.
+
+    ``archive`` is an archive of ``predictor_dir`` already made (an upload, ``predictions.publishing``): it is
+    uploaded as it is, so its SHA-256 is the one recorded. Without ``make_current`` a model's first version still
+    becomes current (a model without one is not served); later ones wait for a promotion.
 
     The upload comes first and the records after, in one transaction: a failure at any step leaves the
     registry as it was (at worst an unreferenced archive at the origin, named by its content).
@@ -74,11 +82,13 @@ def model_publish(
         schema = loaders.predictor_schema(root, reference_csv=reference_csv)
     except (loaders.NotAPredictor, loaders.InvalidReference) as error:
         raise PublishFailed(str(error)) from error
+    leaderboard = registry.predictor_leaderboard(root)
 
     origin = Location.parse(origin_uri or settings.MODEL_ORIGIN_URI)
     with tempfile.TemporaryDirectory(prefix="publish-") as workdir:
-        archive_path = Path(workdir) / f"model.{format}"
-        archives.archive_create(source_dir=root, dest_path=archive_path, format=format)
+        archive_path = Path(archive) if archive is not None else Path(workdir) / f"model.{format}"
+        if archive is None:
+            archives.archive_create(source_dir=root, dest_path=archive_path, format=format)
         sha256 = file_sha256(archive_path)
         size = archive_path.stat().st_size
         try:
@@ -112,9 +122,13 @@ def model_publish(
             autogluon_version=schema["autogluon_version"],
             python_version=schema["python_version"],
             published_by=user,
+            leaderboard=leaderboard,
+            feature_importance=feature_importance or {},
+            published_via=via,
         )
-        model.current_version = version
-        model.save(update_fields=["current_version"])
+        if make_current or model.current_version_id is None:
+            model.current_version = version
+            model.save(update_fields=["current_version"])
     logger.info("published %s v%s (%s bytes, sha256 %s) to %s", name, number, size, sha256, location.uri)
     return version
 

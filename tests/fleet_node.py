@@ -77,14 +77,14 @@ def _spawn(name: str, command: list[str], *, env: dict, log_dir: Path) -> Child:
     return Child(name=name, process=process, log_path=log_path, _log=log)
 
 
-def node_start(name: str, *, env: dict, log_dir: Path, threads: int = 16) -> Child:
-    """A gunicorn node (1 worker process, ``threads`` threads), as ``make run`` starts one. Not yet ready."""
+def node_start(name: str, *, env: dict, log_dir: Path, threads: int = 16, workers: int = 1) -> Child:
+    """A gunicorn node (``workers`` processes of ``threads`` threads), as ``make run`` starts one. Not yet ready."""
     port = free_port()
     env = {
         **env,
         "PORTAL_NODE_NAME": name,
         "PORTAL_BIND": f"{LOOPBACK}:{port}",
-        "WEB_CONCURRENCY": "1",
+        "WEB_CONCURRENCY": str(workers),
         "PORTAL_THREADS": str(threads),
         "DJANGO_SETTINGS_MODULE": "portal.settings",
     }

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET
 
 from cache_app.services.errors import ArtifactUnavailable
 from portal.downloads import attachment_header
-from predictions import inputs, result_files, results, selectors, services
+from predictions import inputs, model_page, result_files, results, selectors, services
 from predictions.forms import CSVUploadForm, feature_form_class
 
 logger = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ def _render_model_page(request, version, *, form=None, csv_form=None, status=200
         "form": form if form is not None else feature_form_class(version)(),
         "csv_form": csv_form if csv_form is not None else CSVUploadForm(),
         "csv_header": ",".join(version.feature_names),
+        **model_page.model_page_context(model=version.model, version=version, request=request),
         **extra,
     }
     return render(request, "predictions/model_detail.html", context, status=status)

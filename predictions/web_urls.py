@@ -1,12 +1,13 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from predictions import views
+from predictions import profile, views
 
 urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", views.catalog, name="catalog"),
+    path("profile/", profile.profile, name="profile"),
     path("models/<slug:name>/", views.model_detail, name="model-detail"),
     path("models/<slug:name>/predict/", views.model_predict, name="model-predict"),
     path("models/<slug:name>/csv/", views.model_predict_csv, name="model-predict-csv"),

@@ -1,5 +1,7 @@
 """gunicorn settings for a portal node (``make run``). Every value can be overridden from the environment."""
 
+import contextlib
+import gc
 import os
 
 bind = os.environ.get("PORTAL_BIND", "127.0.0.1:8000")
@@ -25,11 +27,24 @@ def on_starting(server):
     call_command("cache_reconcile")
     if settings.MODEL_WARM_PINNED_ON_START:
         from predictions.services import pinned_versions_warm
+        from predictions.threads import openmp_threads_set
 
+        # GNU OpenMP is not fork-safe once it has started a thread team: a worker forked from a master that
+        # ran one can hang in its first threaded predict. Loading a model may run OpenMP regions, so the
+        # master runs them on its own thread only (the setting is per thread; workers set their own). LightGBM
+        # is imported first so that its runtime is among those set.
+        with contextlib.suppress(ImportError):
+            import lightgbm  # noqa: F401
+        openmp_threads_set(1)
         for version, tier in pinned_versions_warm():
             server.log.info("warmed pinned %s from %s", version, tier)
     # Workers fork from here: a database connection shared across processes would corrupt both.
     connections.close_all()
+    # Everything loaded so far (Django, AutoGluon, the pinned models) is shared copy-on-write with the
+    # workers. A collection in a worker writes to every object it examines, copying its pages: frozen objects
+    # are never examined again, so the pages stay shared.
+    gc.collect()
+    gc.freeze()
 
 
 def post_fork(server, worker):

@@ -261,6 +261,10 @@ PREDICTION_LOG_BUFFER_MAX = env.int("PREDICTION_LOG_BUFFER_MAX", default=100_000
 # waiting at most this long for company, and only when requests are already queueing (never when idle).
 PREDICT_BATCH_MAX_ROWS = env.int("PREDICT_BATCH_MAX_ROWS", default=64)
 PREDICT_BATCH_MAX_WAIT_MS = env.float("PREDICT_BATCH_MAX_WAIT_MS", default=1.0)
+# OpenMP threads (LightGBM, XGBoost) one large prediction may use in a worker; 0: the cores divided among the
+# WEB_CONCURRENCY workers, so that they do not oversubscribe the machine. Small batches always use one.
+PREDICT_THREADS_PER_WORKER = env.int("PREDICT_THREADS_PER_WORKER", default=0)
+WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", default=2)
 DATA_UPLOAD_MAX_MEMORY_SIZE = PREDICT_MAX_UPLOAD_BYTES + 1024**2
 # Uploads larger than this go to a temporary file as they arrive, never whole into a worker's memory; a body
 # larger than its endpoint allows is refused before it is read (portal.middleware.BodySizeLimitMiddleware).

@@ -25,7 +25,7 @@ from typing import Any
 
 from django.conf import settings
 
-from predictions import loaders
+from predictions import loaders, threads
 
 
 @dataclass
@@ -137,6 +137,7 @@ def _settle(request: _Request, predictor) -> None:
 
 
 def _answer(predictor, frame):
+    threads.prediction_threads_set(rows=len(frame))
     with loaders.predictor_threads(rows=len(frame)):
         return loaders.predictor_answer(predictor, frame)
 

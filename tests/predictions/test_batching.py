@@ -1,14 +1,13 @@
 """Micro-batching: concurrent requests for one model share predict calls, and each still gets exactly
 AutoGluon's own answer for its rows, for every problem type (compare tests/predictions/test_parity.py)."""
 
-import threading
-
 import pytest
 
 from predictions import batching, inputs
 from predictions.services import prediction_run
 from tests.predictions.test_lookups_and_logs import buffered  # noqa: F401 - a fixture: threads log as servers do
 from tests.predictions.test_parity import CASES, Case
+from tests.processes import in_threads
 
 THREADS = 24
 
@@ -23,27 +22,17 @@ def _frames(case, records):
 
 
 def _run_together(case, frames) -> list:
-    """Each frame predicted by its own thread, all released at once; answers in the frames' order."""
+    """Each frame predicted by one of THREADS threads, all released at once; answers in the frames' order."""
     answers: list = [None] * len(frames)
-    errors: list = []
-    barrier = threading.Barrier(THREADS)
+    offsets = iter(range(THREADS))  # next() on it is atomic under the GIL: each thread takes its own
 
-    def worker(offset):
-        try:
-            barrier.wait()
-            for index in range(offset, len(frames), THREADS):
-                result = prediction_run(version=case.version, frame=frames[index])
-                answers[index] = (result.predictions, result.probabilities)
-        except BaseException as error:  # noqa: BLE001 - re-raised below
-            errors.append(error)
+    def task():
+        offset = next(offsets)
+        for index in range(offset, len(frames), THREADS):
+            result = prediction_run(version=case.version, frame=frames[index])
+            answers[index] = (result.predictions, result.probabilities)
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
+    in_threads(THREADS, task)
     return answers
 
 

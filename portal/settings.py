@@ -302,3 +302,5 @@ PROMOTION_PROCESS_STALE_SECONDS = env.float("PROMOTION_PROCESS_STALE_SECONDS", d
 # and where it is streamed and extracted before it is recorded (empty: the system's temporary folder).
 MODEL_PUBLISH_MAX_UPLOAD_BYTES = env.int("MODEL_PUBLISH_MAX_UPLOAD_BYTES", default=10 * 1024**3)
 PUBLISH_UPLOAD_DIR = env("PUBLISH_UPLOAD_DIR", default="") or None
+# The serving profile measured at publish (a fresh process loads the version and times it) gives up after this.
+MODEL_PROFILE_TIMEOUT_SECONDS = env.float("MODEL_PROFILE_TIMEOUT_SECONDS", default=300.0)

@@ -54,7 +54,7 @@ def saved_versions(root: Path) -> tuple[str, str]:
         return (version_file.read_text().strip() if version_file.exists() else "unknown"), "unknown"
 
 
-def predictor_load(folder: Path):
+def predictor_load(folder: Path, *, resident_bytes: int | None = None):
     """The memory tier's loader: load, then ``persist`` so no request ever reads a pickle again.
 
     Version checks stay on: a predictor from another AutoGluon or Python is refused with both versions
@@ -77,7 +77,8 @@ def predictor_load(folder: Path):
     # "best" with its ancestors is exactly what predict uses; the memory tier bounds memory, so skip
     # AutoGluon's own check (a gc.collect per model, most of a cold load's time on big ensembles).
     predictor.persist(models="best", with_ancestors=True, max_memory=None)
-    return predictor, folder_bytes(root)
+    # The bytes measured at publish (predictions.serving_profile) when known; else the folder as an estimate.
+    return predictor, resident_bytes or folder_bytes(root)
 
 
 # Tree ensembles (RF, XT) spread one prediction over a thread pool they create per call. For a few rows the

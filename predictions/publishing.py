@@ -100,7 +100,7 @@ def _publish_in(work: Path, name: str, upload, importance_upload, *, user, via: 
     try:
         version = services.model_publish(
             predictor_dir=root, name=name, format=format, user=user, archive=archive_path, via=via,
-            feature_importance=importance, make_current=False,
+            feature_importance=importance, make_current=False, profile=True,
         )
     except services.PublishFailed as error:  # the origin refused the upload: nothing was recorded
         raise PublishUnavailable(str(error)) from error

@@ -1,5 +1,6 @@
 """Publishing models and running predictions. The API, the web UI, commands and jobs all call these."""
 
+import functools
 import logging
 import re
 import tempfile
@@ -17,7 +18,7 @@ from cache_app.services.integrity import file_sha256
 from cache_app.services.serving import artifact_serve
 from cache_app.services.tiers import tier_for
 from cache_app.services.tiers.base import Location, TierError
-from predictions import loaders, registry
+from predictions import loaders, registry, serving_profile
 from predictions.batching import predictor_answer_batched
 from predictions.models import MLModel, ModelVersion
 from predictions.prediction_logs import prediction_log_record
@@ -61,12 +62,14 @@ def model_publish(
     via: str = "cli",
     feature_importance: dict | None = None,
     make_current: bool = True,
+    profile: bool = False,
 ) -> ModelVersion:
     """Archive a predictor folder, upload it to the origin, then record the version and its schema.
 
     ``archive`` is an archive of ``predictor_dir`` already made (an upload, ``predictions.publishing``): it is
     uploaded as it is, so its SHA-256 is the one recorded. Without ``make_current`` a model's first version still
-    becomes current (a model without one is not served); later ones wait for a promotion.
+    becomes current (a model without one is not served); later ones wait for a promotion. ``profile`` measures
+    the version in a fresh process first (``predictions.serving_profile``: seconds, so commands and uploads ask).
 
     The upload comes first and the records after, in one transaction: a failure at any step leaves the
     registry as it was (at worst an unreferenced archive at the origin, named by its content).
@@ -83,6 +86,12 @@ def model_publish(
     except (loaders.NotAPredictor, loaders.InvalidReference) as error:
         raise PublishFailed(str(error)) from error
     leaderboard = registry.predictor_leaderboard(root)
+    measured = {}
+    if profile:
+        measured = serving_profile.version_profile_measure(
+            root=root, features=schema["features"], contract=schema["input_contract"],
+            timeout=settings.MODEL_PROFILE_TIMEOUT_SECONDS,
+        )
 
     origin = Location.parse(origin_uri or settings.MODEL_ORIGIN_URI)
     with tempfile.TemporaryDirectory(prefix="publish-") as workdir:
@@ -125,6 +134,7 @@ def model_publish(
             leaderboard=leaderboard,
             feature_importance=feature_importance or {},
             published_via=via,
+            serving_profile=measured,
         )
         if make_current or model.current_version_id is None:
             model.current_version = version
@@ -151,7 +161,9 @@ class PredictionResult:
 
 def predictor_serve(*, version: ModelVersion):
     """The persisted predictor of a version, through every cache tier."""
-    return artifact_serve(artifact=version.artifact, loader=loaders.predictor_load)
+    measured = (version.serving_profile or {}).get("resident_bytes")
+    loader = functools.partial(loaders.predictor_load, resident_bytes=measured)
+    return artifact_serve(artifact=version.artifact, loader=loader)
 
 
 def pinned_versions_warm() -> list[tuple[ModelVersion, str]]:

@@ -24,7 +24,8 @@ class Command(BaseCommand):
     def handle(self, *args, predictor_dir, name, origin, format, reference_csv, **options):
         try:
             version = model_publish(
-                predictor_dir=predictor_dir, name=name, origin_uri=origin, format=format, reference_csv=reference_csv
+                predictor_dir=predictor_dir, name=name, origin_uri=origin, format=format, reference_csv=reference_csv,
+                profile=True,
             )
         except PublishFailed as error:
             raise CommandError(str(error)) from error

@@ -23,7 +23,9 @@ def main() -> None:
     django.setup()
     from django.contrib.auth import get_user_model
 
-    from predictions import jobs
+    from bench.jobs_wait import job_run_and_wait
+    from predictions.jobs import dispatch, services
+    from predictions.models import BatchChunk
     from predictions.models import ModelVersion
 
     from django.conf import settings
@@ -39,20 +41,20 @@ def main() -> None:
         chunk_rows = settings.PREDICT_JOB_CHUNK_ROWS
         settings.PREDICT_JOB_CHUNK_ROWS = 200
         try:
-            w = jobs.job_run_and_wait(version=version, data=head, filename="warm-up.csv", user=user, timeout=300)
+            w = job_run_and_wait(version=version, data=head, filename="warm-up.csv", user=user, timeout=300)
         finally:
             settings.PREDICT_JOB_CHUNK_ROWS = chunk_rows
         warm = {"status": w["job"].status, "run_seconds": round(w["run_seconds"], 3),
                 "chunks_per_worker_process": dict(Counter(w["job"].chunks.values_list("worker", flat=True)))}
     with open(csv_path, "rb") as data:
         try:
-            result = jobs.job_run_and_wait(version=version, data=data, filename="bench.csv", user=user,
+            result = job_run_and_wait(version=version, data=data, filename="bench.csv", user=user,
                                            timeout=timeout)
         except TimeoutError as error:
             print(json.dumps({"status": "timeout", "error": str(error)}))
             return
     job = result["job"]
-    workers = Counter(job.chunks.values_list("worker", flat=True)) if hasattr(jobs.BatchChunk, "worker") else {}
+    workers = Counter(job.chunks.values_list("worker", flat=True)) if hasattr(BatchChunk, "worker") else {}
     print(json.dumps({
         "status": job.status,
         "error": job.error if job.status != "succeeded" else None,
@@ -60,9 +62,9 @@ def main() -> None:
         "run_seconds": round(result["run_seconds"], 3),
         "rows": result["rows"],
         "chunks": job.chunks_total,
-        "chunk_rows": jobs.chunk_rows_setting(),
+        "chunk_rows": services.chunk_rows_setting(),
         "chunks_per_worker_process": dict(workers),
-        "queue": jobs.job_queue_setting(),
+        "queue": dispatch.job_queue_setting(),
         "warm_up": warm,
     }, default=str))
 

@@ -1,7 +1,7 @@
 """Fleet throughput (issue 6): a CSV batch job of 1M rows (quick: 100k) with 1 and 2 Celery workers, speedup
 reported.
 
-``predictions.jobs.job_run_and_wait`` (another engineer's module) is called in a fresh child process
+``bench.jobs_wait.job_run_and_wait`` is called in a fresh child process
 (bench/fleet_child.py) so the job runs the engine code and models as they are *now*; the workers are
 ``celery -A portal worker --pool prefork -c N -Q <a queue of this run>`` against the local Redis (a
 database of the bench's own, ``BENCH_REDIS_DB``, default 14) and this run's SQLite. Before any of it,
@@ -101,13 +101,8 @@ def _log_error(log: Path) -> str:
 
 
 def run(ctx) -> list[dict]:
-    if not (REPO_ROOT / "predictions" / "jobs.py").exists():
-        return [not_measured(NAME, "predictions/jobs.py (the Celery CSV jobs module) does not exist yet", TARGET)]
-    from predictions import jobs
     from predictions.demo import house_prices
 
-    if not hasattr(jobs, "job_run_and_wait"):
-        return [not_measured(NAME, "predictions.jobs has no job_run_and_wait", TARGET)]
     rows_n = 100_000 if ctx.quick else 1_000_000
     chunk_rows = 10_000 if ctx.quick else 50_000
     timeout = 300 if ctx.quick else 600

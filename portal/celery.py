@@ -1,6 +1,6 @@
 """The Celery app: CSV batch chunks run on workers (``make worker``) against the broker at ``REDIS_URL``.
 
-Without ``REDIS_URL`` nothing here is used: ``predictions.jobs`` runs jobs in the server process instead, so
+Without ``REDIS_URL`` nothing here is used: ``predictions.jobs.dispatch`` runs jobs in the server process instead, so
 the embedded default needs no broker.
 
 Reliability: a chunk's message is acknowledged only after the chunk is stored (``acks_late``), and a

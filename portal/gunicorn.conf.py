@@ -51,7 +51,7 @@ def post_fork(server, worker):
     import threading
 
     from cache_app.services import fleet
-    from predictions.jobs import jobs_resume_interrupted
+    from predictions.jobs.dispatch import jobs_resume_interrupted
 
     # Each worker listens for clears from other nodes so its memory tier drops them at once.
     fleet.invalidation_subscriber_start()

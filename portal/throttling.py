@@ -1,7 +1,7 @@
 """Who is asking, and how often they may: the client address behind the proxy, and the API's rate limits.
 
 Login attempts are limited by django-axes (settings ``AXES_*``), the API by the throttles below (DRF), batch
-jobs per user by ``predictions.job_limits``.
+jobs per user by ``predictions.jobs.limits``.
 """
 
 from django.conf import settings

@@ -4,14 +4,17 @@ from django.http import StreamingHttpResponse
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import NotFound, ParseError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from portal.downloads import attachment_header
-from predictions import jobs, selectors
-from predictions.job_limits import TooManyJobs, job_limit_check
+from predictions import selectors
+from predictions.jobs import dispatch
+from predictions.jobs import selectors as job_selectors
+from predictions.jobs import services as job_services
+from predictions.jobs.limits import TooManyJobs, job_limit_check
 
 
 class JobOutputSerializer(serializers.Serializer):
@@ -35,10 +38,10 @@ class JobOutputSerializer(serializers.Serializer):
     result_url = serializers.SerializerMethodField()
 
     def get_progress(self, job) -> float:
-        return jobs.job_progress(job)
+        return job_selectors.job_progress(job)
 
     def get_error(self, job) -> dict | None:
-        return jobs.job_error(job)
+        return job_selectors.job_error(job)
 
     def get_url(self, job) -> str:
         return reverse("job-api-detail", args=[job.pk])
@@ -59,8 +62,8 @@ class JobListApi(APIView):
 
     @extend_schema(operation_id="jobs_list", responses=JobOutputSerializer(many=True))
     def get(self, request):
-        jobs.jobs_fail_stalled()
-        return Response(JobOutputSerializer(jobs.job_list(user=request.user), many=True).data)
+        job_services.jobs_fail_stalled()
+        return Response(JobOutputSerializer(job_selectors.job_list(user=request.user), many=True).data)
 
     @extend_schema(
         request={"multipart/form-data": InputSerializer},
@@ -83,7 +86,7 @@ class JobListApi(APIView):
         model = selectors.model_get(model_ref=data.validated_data["model"])
         version = selectors.version_get(model=model, number=data.validated_data.get("version"))
         # InvalidInput (row and column at fault) becomes a 400 in portal.exceptions.
-        job = jobs.job_create(version=version, data=upload, filename=upload.name, user=request.user)
+        job = dispatch.job_submit(version=version, data=upload, filename=upload.name, user=request.user)
         body = JobOutputSerializer(job).data
         return Response(body, status=status.HTTP_201_CREATED, headers={"Location": body["url"]})
 
@@ -91,8 +94,8 @@ class JobListApi(APIView):
 class JobDetailApi(APIView):
     @extend_schema(responses=JobOutputSerializer)
     def get(self, request, job_id):
-        jobs.jobs_fail_stalled()
-        return Response(JobOutputSerializer(jobs.job_get(user=request.user, job_id=job_id)).data)
+        job_services.jobs_fail_stalled()
+        return Response(JobOutputSerializer(_visible_job(request, job_id)).data)
 
 
 class JobResultApi(APIView):
@@ -100,7 +103,7 @@ class JobResultApi(APIView):
 
     @extend_schema(responses={(200, "text/csv"): str, 409: OpenApiResponse(description="not finished")})
     def get(self, request, job_id):
-        job = jobs.job_get(user=request.user, job_id=job_id)
+        job = _visible_job(request, job_id)
         if job.expired_at is not None:
             return Response(
                 {"detail": f"job {job.pk}'s result has expired and was deleted", "code": "result_expired"},
@@ -111,7 +114,15 @@ class JobResultApi(APIView):
                 {"detail": f"job {job.pk} is {job.status}; the result exists once it has succeeded", "status": job.status},
                 status=status.HTTP_409_CONFLICT,
             )
-        response = StreamingHttpResponse(jobs.job_result_lines(job=job), content_type="text/csv; charset=utf-8")
+        response = StreamingHttpResponse(job_selectors.job_result_lines(job=job), content_type="text/csv; charset=utf-8")
         name = f"{job.version.model.name}-v{job.version.number}-job{job.pk}.csv"
         response["Content-Disposition"] = attachment_header(name)
         return response
+
+
+def _visible_job(request, job_id: int):
+    """The job if this user may see it (its owner, or staff); a 404 otherwise, so ids reveal nothing."""
+    job = job_selectors.job_get(user=request.user, job_id=job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    return job

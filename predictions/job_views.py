@@ -2,11 +2,15 @@
 
 from django import forms
 from django.contrib.auth.decorators import login_required
+from django.http import Http404
 from django.shortcuts import redirect, render
 
-from predictions import jobs, selectors
+from predictions import selectors
+from predictions.jobs import dispatch
+from predictions.jobs import selectors as job_selectors
+from predictions.jobs import services as job_services
 from predictions.inputs import InvalidInput
-from predictions.job_limits import TooManyJobs, job_limit_check
+from predictions.jobs.limits import TooManyJobs, job_limit_check
 
 
 class JobForm(forms.Form):
@@ -35,7 +39,7 @@ def job_list(request):
             upload = form.cleaned_data["file"]
             try:
                 job_limit_check(user=request.user)
-                job = jobs.job_create(version=version, data=upload, filename=upload.name, user=request.user)
+                job = dispatch.job_submit(version=version, data=upload, filename=upload.name, user=request.user)
             except TooManyJobs as error:
                 form.add_error(None, str(error))
                 status = 429
@@ -44,8 +48,11 @@ def job_list(request):
                     form.add_error("file" if key == "file" else None, message if key == "file" else f"{key}: {message}")
             else:
                 return redirect("job-detail", job_id=job.pk)
-    jobs.jobs_fail_stalled()
-    rows = [{"job": job, "progress": jobs.job_progress(job)} for job in jobs.job_list(user=request.user, limit=50)]
+    job_services.jobs_fail_stalled()
+    rows = [
+        {"job": job, "progress": job_selectors.job_progress(job)}
+        for job in job_selectors.job_list(user=request.user, limit=50)
+    ]
     return render(request, "predictions/jobs.html", {"form": form, "rows": rows}, status=status)
 
 
@@ -54,7 +61,9 @@ job_list.max_body_setting = "PREDICT_JOB_MAX_UPLOAD_BYTES"  # portal.middleware 
 
 @login_required
 def job_detail(request, job_id):
-    jobs.jobs_fail_stalled()
-    job = jobs.job_get(user=request.user, job_id=job_id)
-    context = {"job": job, "progress": jobs.job_progress(job), "error": jobs.job_error(job)}
+    job_services.jobs_fail_stalled()
+    job = job_selectors.job_get(user=request.user, job_id=job_id)
+    if job is None:
+        raise Http404(f"no job {job_id}")
+    context = {"job": job, "progress": job_selectors.job_progress(job), "error": job_selectors.job_error(job)}
     return render(request, "predictions/job_detail.html", context)

@@ -18,7 +18,9 @@ from rest_framework.authtoken.models import Token
 
 from cache_app.models import FetchRecord, Tier
 from cache_app.services import runtime
-from predictions import demo, jobs
+from predictions import demo
+from predictions.jobs import dispatch
+from predictions.jobs import selectors as job_selectors
 from predictions.models import BatchChunk, BatchJob
 from tests.fleet_node import (
     node_start,
@@ -176,7 +178,7 @@ def test_a_worker_killed_mid_job_loses_and_duplicates_no_row(
     frame.insert(0, "price_seen", frame.pop("price"))  # any column order works; the label is echoed back
     frame = frame.rename(columns={"price_seen": "price"})
     data = frame.to_csv(index=False).encode()
-    job = jobs.job_create(version=version, data=data, filename="big.csv", user=user)
+    job = dispatch.job_submit(version=version, data=data, filename="big.csv", user=user)
     assert (job.rows_total, job.chunks_total) == (200_000, 10)
 
     # Midway: once a chunk is stored, kill (SIGKILL, by pid) a pool process that is busy predicting the next.
@@ -212,13 +214,13 @@ def test_a_worker_killed_mid_job_loses_and_duplicates_no_row(
     victim.kill()
     victim.wait(timeout=10)
 
-    job = jobs.job_wait(job=job, timeout=180)
+    job = dispatch.job_wait(job=job, timeout=180)
     assert job.status == BatchJob.Status.SUCCEEDED, (job.error, worker.log()[-4000:])
     assert (job.rows_done, job.chunks_done) == (200_000, 10)
     # The process died holding a chunk (not between two): Celery saw the task lost and put it back.
     assert "WorkerLostError" in worker.log(), worker.log()[-4000:]
 
-    result = pd.read_csv(io.StringIO("".join(jobs.job_result_lines(job=job))), dtype=str, keep_default_na=False)
+    result = pd.read_csv(io.StringIO("".join(job_selectors.job_result_lines(job=job))), dtype=str, keep_default_na=False)
     expected = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False)
     assert len(result) == 200_000
     assert list(result.columns) == [*expected.columns, "prediction"]

@@ -6,8 +6,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from predictions import demo, jobs
-from predictions.job_limits import TooManyJobs, job_limit_check
+from predictions import demo
+from predictions.jobs import services as job_services
+from predictions.jobs.limits import TooManyJobs, job_limit_check
 from predictions.models import BatchJob
 
 PASSWORD = "correct horse battery"
@@ -125,7 +126,7 @@ def two_queued_jobs(people, house_version, settings):
     settings.PREDICT_JOB_MAX_ACTIVE_PER_USER = 2
     settings.REDIS_URL = ""
     data = demo.house_prices(5, seed=1).to_csv(index=False).encode()
-    return [jobs.job_create(version=house_version, data=data, user=people["ada"], start=False) for _ in range(2)]
+    return [job_services.job_create(version=house_version, data=data, user=people["ada"]) for _ in range(2)]
 
 
 def test_a_user_at_the_job_limit_gets_a_429_saying_why_from_the_api(two_queued_jobs, people):
@@ -152,5 +153,5 @@ def test_the_limit_is_per_user_and_frees_up_when_a_job_ends(two_queued_jobs, peo
     with pytest.raises(TooManyJobs):
         job_limit_check(user=people["ada"])
     job_limit_check(user=people["bob"])  # bob has none running: not held back by ada's
-    jobs.job_fail(job_id=two_queued_jobs[0].pk, message="stopped")
+    job_services.job_fail(job_id=two_queued_jobs[0].pk, message="stopped")
     job_limit_check(user=people["ada"])  # one left of two: ada may submit again

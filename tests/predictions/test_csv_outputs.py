@@ -7,7 +7,8 @@ import io
 import pytest
 from django.urls import reverse
 
-from predictions import jobs
+from predictions.jobs import selectors as job_selectors
+from predictions.jobs import services as job_services
 from predictions.models import MLModel
 from tests.predictions.test_web import upload
 
@@ -59,8 +60,8 @@ def test_web_download(signed_in, lenient_house):
 
 
 def test_job_result(lenient_house):
-    job = jobs.job_create(version=lenient_house, data=TEXT.encode(), start=False)
+    job = job_services.job_create(version=lenient_house, data=TEXT.encode())
     for chunk in job.chunks.all():
-        jobs.chunk_run(chunk_id=chunk.pk)
+        job_services.chunk_run(chunk_id=chunk.pk)
     job.refresh_from_db()
-    check(rows_of("".join(jobs.job_result_lines(job=job))))
+    check(rows_of("".join(job_selectors.job_result_lines(job=job))))

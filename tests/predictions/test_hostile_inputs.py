@@ -7,7 +7,8 @@ import json
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from predictions import jobs
+from predictions.jobs import selectors as job_selectors
+from predictions.jobs import services as job_services
 from predictions.inputs import InvalidInput
 from predictions.models import BatchJob, PredictionLog
 from tests.predictions.conftest import HOUSE
@@ -36,7 +37,7 @@ def test_malformed_csv_is_a_400_naming_the_row_and_nothing_is_predicted(api, hou
     assert message in response.json()["errors"][where]
     assert not PredictionLog.objects.exists()
     with pytest.raises(InvalidInput) as refused:
-        jobs.job_create(version=house_version, data=text.encode(), start=False)
+        job_services.job_create(version=house_version, data=text.encode())
     assert message in refused.value.errors[where]
     assert not BatchJob.objects.exists()
 
@@ -54,12 +55,12 @@ def test_the_rows_predicted_are_the_records_sent(api, house_version, settings):
     text = HEADER + "1200,2,30,austin\n\n1300,2,30,boston\n,,,\n1400,3,9,denver\n"
     body = post_raw(api, house_version, text.encode(), "text/csv").json()
     assert len(body["predictions"]) == 4
-    job = jobs.job_create(version=house_version, data=text.encode(), start=False)
+    job = job_services.job_create(version=house_version, data=text.encode())
     assert job.rows_total == 4
     for chunk in job.chunks.order_by("index"):
-        jobs.chunk_run(chunk_id=chunk.pk)
+        job_services.chunk_run(chunk_id=chunk.pk)
     job.refresh_from_db()
-    rows = list(csv.DictReader(io.StringIO("".join(jobs.job_result_lines(job=job)))))
+    rows = list(csv.DictReader(io.StringIO("".join(job_selectors.job_result_lines(job=job)))))
     assert [row["sqft"] for row in rows] == ["1200", "1300", "", "1400"]
     assert [float(row["prediction"]) for row in rows] == body["predictions"]
 

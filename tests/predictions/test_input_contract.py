@@ -6,7 +6,8 @@ import io
 import pytest
 from django.core.management import call_command
 
-from predictions import demo, jobs
+from predictions import demo
+from predictions.jobs import services as job_services
 from predictions.models import MLModel, ModelVersion
 from tests.predictions.conftest import HOUSE
 from tests.predictions.test_web import predict_url, sections, upload
@@ -151,5 +152,5 @@ def test_a_job_refuses_an_unseen_category_naming_the_file_row(house_version):
 
     text = "sqft,bedrooms,age_years,city\n" + "1200,2,30,austin\n" * 5 + "1200,2,30,Austin\n"
     with pytest.raises(InvalidInput) as refused:
-        jobs.job_create(version=house_version, data=text.encode(), start=False)
+        job_services.job_create(version=house_version, data=text.encode())
     assert "did you mean 'austin'" in refused.value.errors["row 6, column city"]

@@ -10,7 +10,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from predictions import demo, inputs, jobs, services
+from predictions import demo, inputs, services
+from predictions.jobs import dispatch
+from predictions.jobs import selectors as job_selectors
+from predictions.jobs import services as job_services
 from predictions.models import BatchChunk, BatchJob
 from predictions.result_files import result_file_save, result_file_text
 
@@ -133,7 +136,7 @@ def test_anonymous_gets_401(house_version):
 @pytest.mark.django_db
 def test_progress_is_reported_chunk_by_chunk_and_a_redelivered_chunk_counts_once(api, user, house_version):
     frame = demo.house_prices(150, seed=5)
-    job = jobs.job_create(version=house_version, data=csv_bytes(frame), filename="rows.csv", user=user, start=False)
+    job = job_services.job_create(version=house_version, data=csv_bytes(frame), filename="rows.csv", user=user)
     chunk_ids = list(job.chunks.order_by("index").values_list("pk", flat=True))
     assert len(chunk_ids) == 3
 
@@ -141,16 +144,16 @@ def test_progress_is_reported_chunk_by_chunk_and_a_redelivered_chunk_counts_once
     assert (body["status"], body["progress"], body["rows_done"], body["rows_total"]) == ("queued", 0.0, 0, 150)
     assert api.get(f"/api/jobs/{job.pk}/result").status_code == 409
 
-    assert jobs.chunk_run(chunk_id=chunk_ids[0]) is True
-    assert jobs.chunk_run(chunk_id=chunk_ids[0]) is False  # delivered again: stored and counted once
+    assert job_services.chunk_run(chunk_id=chunk_ids[0]) is True
+    assert job_services.chunk_run(chunk_id=chunk_ids[0]) is False  # delivered again: stored and counted once
     body = api.get(f"/api/jobs/{job.pk}").json()
     assert (body["status"], body["progress"], body["rows_done"], body["chunks_done"]) == ("running", 0.4, 60, 1)
 
     # Chunks may finish in any order; the result is still in input order.
-    assert jobs.chunk_run(chunk_id=chunk_ids[2]) is True
+    assert job_services.chunk_run(chunk_id=chunk_ids[2]) is True
     body = api.get(f"/api/jobs/{job.pk}").json()
     assert (body["progress"], body["rows_done"]) == (0.6, 90)  # 60 + the last 30
-    assert jobs.chunk_run(chunk_id=chunk_ids[1]) is True
+    assert job_services.chunk_run(chunk_id=chunk_ids[1]) is True
     body = api.get(f"/api/jobs/{job.pk}").json()
     assert (body["status"], body["progress"], body["rows_done"]) == ("succeeded", 1.0, 150)
     rows = read_csv(result_bytes(api.get(f"/api/jobs/{job.pk}/result")))
@@ -160,7 +163,7 @@ def test_progress_is_reported_chunk_by_chunk_and_a_redelivered_chunk_counts_once
 @pytest.mark.django_db
 def test_a_chunk_that_turns_out_invalid_fails_the_job_with_row_and_column(api, user, house_version):
     frame = demo.house_prices(130, seed=9)
-    job = jobs.job_create(version=house_version, data=csv_bytes(frame), user=user, start=False)
+    job = job_services.job_create(version=house_version, data=csv_bytes(frame), user=user)
     second = job.chunks.get(index=1)
     lines = result_file_text(second.input_name).splitlines(keepends=True)
     cells = lines[4].split(",")
@@ -169,9 +172,9 @@ def test_a_chunk_that_turns_out_invalid_fails_the_job_with_row_and_column(api, u
     tampered = result_file_save(folder="jobs", stem="tampered", text="".join(lines))
     BatchChunk.objects.filter(pk=second.pk).update(input_name=tampered)
 
-    jobs.chunk_run(chunk_id=job.chunks.get(index=0).pk)
-    jobs.chunk_run(chunk_id=second.pk)
-    assert jobs.chunk_run(chunk_id=job.chunks.get(index=2).pk) is False  # a failed job runs no more chunks
+    job_services.chunk_run(chunk_id=job.chunks.get(index=0).pk)
+    job_services.chunk_run(chunk_id=second.pk)
+    assert job_services.chunk_run(chunk_id=job.chunks.get(index=2).pk) is False  # a failed job runs no more chunks
     body = api.get(f"/api/jobs/{job.pk}").json()
     assert body["status"] == "failed"
     assert (body["error"]["row"], body["error"]["column"]) == (65, "age_years")
@@ -181,7 +184,7 @@ def test_a_chunk_that_turns_out_invalid_fails_the_job_with_row_and_column(api, u
 
 @pytest.mark.django_db
 def test_jobs_are_private_to_their_owner(api, user, django_user_model, house_version):
-    job = jobs.job_create(version=house_version, data=csv_bytes(demo.house_prices(5)), user=user, start=False)
+    job = job_services.job_create(version=house_version, data=csv_bytes(demo.house_prices(5)), user=user)
     other = APIClient()
     other.credentials(
         HTTP_AUTHORIZATION=f"Bearer {Token.objects.create(user=django_user_model.objects.create_user('eve')).key}"
@@ -211,7 +214,7 @@ def test_web_upload_page_and_live_detail_page(client, user, house_version):
     for marker in (b'id="job-progress"', b"portal/jobs.js", b'data-api-url="/api/jobs/'):
         assert marker in detail.content
     job = BatchJob.objects.get()
-    job = jobs.job_wait(job=job, timeout=120)
+    job = dispatch.job_wait(job=job, timeout=120)
     assert job.status == "succeeded"
     # The page's script polls the API with the session cookie.
     assert client.get(f"/api/jobs/{job.pk}").json()["progress"] == 1.0
@@ -223,23 +226,23 @@ def test_a_job_a_restart_interrupted_is_resumed_once(house_version, settings, tm
     settings.DATA_DIR = tmp_path
     data = csv_bytes(demo.house_prices(5 * CHUNK_ROWS, seed=4).drop(columns=["price"]))
     # The server died after two chunks: the job is left running with three to do, and no runner.
-    job = jobs.job_create(version=house_version, data=data, filename="rows.csv", start=False)
+    job = job_services.job_create(version=house_version, data=data, filename="rows.csv")
     for chunk in BatchChunk.objects.filter(job=job).order_by("index")[:2]:
-        jobs.chunk_run(chunk_id=chunk.pk)
+        job_services.chunk_run(chunk_id=chunk.pk)
     assert BatchJob.objects.get(pk=job.pk).status == BatchJob.Status.RUNNING
 
     # Two worker processes start and both look for interrupted jobs: one takes it, the other leaves it.
-    runner = jobs._in_process_runner(job)
+    runner = dispatch._in_process_runner(job)
     runner.acquire(timeout=0)  # as if another worker process had taken the job first
     try:
-        assert jobs.jobs_resume_interrupted() == []
+        assert dispatch.jobs_resume_interrupted() == []
     finally:
         runner.release()
-    assert jobs.jobs_resume_interrupted() == [job.pk]
+    assert dispatch.jobs_resume_interrupted() == [job.pk]
 
-    job = jobs.job_wait(job=job, timeout=120)
+    job = dispatch.job_wait(job=job, timeout=120)
     assert job.status == BatchJob.Status.SUCCEEDED and job.rows_done == 5 * CHUNK_ROWS
     assert sorted(BatchChunk.objects.filter(job=job).values_list("attempts", flat=True)) == [1, 1, 1, 1, 1]
-    result = list(csv.reader(io.StringIO("".join(jobs.job_result_lines(job=job)))))
+    result = list(csv.reader(io.StringIO("".join(job_selectors.job_result_lines(job=job)))))
     assert len(result) == 1 + 5 * CHUNK_ROWS
-    assert jobs.jobs_resume_interrupted() == []  # finished jobs are left alone
+    assert dispatch.jobs_resume_interrupted() == []  # finished jobs are left alone

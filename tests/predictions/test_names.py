@@ -7,7 +7,8 @@ from django.core.management import CommandError, call_command
 from cache_app.models import Artifact
 from cache_app.services.tiers.base import Location
 from portal.downloads import attachment_header
-from predictions import demo, jobs
+from predictions import demo
+from predictions.jobs import services as job_services
 from predictions.models import MLModel
 from predictions.services import PublishFailed, model_publish
 
@@ -92,11 +93,11 @@ def test_download_file_names_are_made_safe(filename, header):
 @pytest.mark.django_db
 def test_a_job_result_of_a_bad_name_downloads_under_a_safe_file_name(bad_name_in_the_database, user, api):
     frame = demo.house_prices(20, seed=3)
-    job = jobs.job_create(
-        version=bad_name_in_the_database, data=frame.to_csv(index=False).encode(), user=user, start=False
+    job = job_services.job_create(
+        version=bad_name_in_the_database, data=frame.to_csv(index=False).encode(), user=user
     )
     for chunk_id in job.chunks.values_list("pk", flat=True):
-        jobs.chunk_run(chunk_id=chunk_id)
+        job_services.chunk_run(chunk_id=chunk_id)
     response = api.get(f"/api/jobs/{job.pk}/result")
     assert response.status_code == 200
     assert response["Content-Disposition"] == f'attachment; filename="escaped_X-v1-job{job.pk}.csv"'

@@ -14,7 +14,9 @@ import json
 import pytest
 from django.urls import reverse
 
-from predictions import demo, jobs
+from predictions import demo
+from predictions.jobs import selectors as job_selectors
+from predictions.jobs import services as job_services
 from predictions.models import BatchChunk
 from tests.models import plan_choice, rare_churn
 from tests.predictions.test_web import predict_url, sections, text_of, upload
@@ -162,11 +164,11 @@ def test_web_csv_download(signed_in, case):
 
 def test_batch_job(case, settings):
     settings.PREDICT_JOB_CHUNK_ROWS = 50  # three chunks: answers do not depend on how rows are batched
-    job = jobs.job_create(version=case.version, data=case.csv_bytes(), start=False)
+    job = job_services.job_create(version=case.version, data=case.csv_bytes())
     for chunk_id in BatchChunk.objects.filter(job=job).order_by("index").values_list("pk", flat=True):
-        assert jobs.chunk_run(chunk_id=chunk_id)
+        assert job_services.chunk_run(chunk_id=chunk_id)
     job.refresh_from_db()
-    case.check_csv("".join(jobs.job_result_lines(job=job)))
+    case.check_csv("".join(job_selectors.job_result_lines(job=job)))
 
 
 def test_json_numbers_keep_their_types(api, request, db):

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from predictions.jobs import jobs_expire
+from predictions.jobs.services import jobs_expire
 from predictions.result_files import web_results_expire
 
 

@@ -1,37 +1,26 @@
-"""CSV batch prediction jobs: services (create, run a chunk, fail, wait) and selectors (list, get, result).
+"""Batch prediction jobs: creating one, running a chunk, failing, expiring.
 
-A job's CSV is validated whole when it is created (a malformed file is a 400 naming row and column, and
-no job), then stored in the database as chunks of ``PREDICT_JOB_CHUNK_ROWS`` rows: the database is the one
-store every node and worker shares. Chunks run
-
-- on Celery workers (``REDIS_URL`` set): one task per chunk, in parallel, each worker serving the model
-  through its own cache tiers (``predictions.services.prediction_run``);
-- in the server process otherwise (the embedded default): a background thread runs the chunks in order,
-  so no broker is needed; after a restart, a worker process of the node takes up what was left.
+A job's CSV is validated whole when it is created (a malformed file is a 400 naming row and column, and no
+job), then stored as chunk files of ``PREDICT_JOB_CHUNK_ROWS`` rows in the results storage
+(``predictions.result_files``), which every node and worker shares. ``predictions.jobs.dispatch`` hands
+the chunks to Celery workers or to a server thread.
 
 A chunk is finished with one conditional update (``done=False -> True``) in the same transaction that
 adds its rows to the job's progress, so a chunk delivered twice (a worker killed after predicting, before
-acknowledging) is stored and counted once. The result is the chunks' rows concatenated by index: the
+acknowledging) is stored and counted once. The result is the chunks' files concatenated by index: the
 input's rows in the input's order, each exactly once.
 """
 
-import codecs
 import csv
 import io
 import logging
 import os
-import re
-import threading
-import time
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
-import filelock
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, transaction
 from django.db.models import F, Q
-from django.http import Http404
 from django.utils import timezone
 
 from cache_app.services.errors import ArtifactUnavailable
@@ -42,59 +31,32 @@ logger = logging.getLogger(__name__)
 
 TERMINAL = (BatchJob.Status.SUCCEEDED, BatchJob.Status.FAILED)
 
-
-class JobNotFinished(Exception):
-    pass
-
-
-class JobExpired(JobNotFinished):
-    """The job's files were deleted after ``PREDICT_RESULTS_TTL_HOURS``."""
-
-
 class ChunkUnavailable(Exception):
     """The model could not be served for a chunk right now (fetch failed, cache full...): worth a retry."""
-
 
 # What a chunk is tried again for, in process and on Celery: the model, the storage or the database may
 # come back (a restart, a full disk freed, a failover). Anything else fails the job at once, with its reason.
 RETRYABLE = (ChunkUnavailable, DatabaseError, OSError)
 
-
 def retry_delay(attempt: int) -> float:
     return settings.PREDICT_JOB_RETRY_SECONDS * (attempt + 1)
 
-
 # --- Settings -----------------------------------------------------------------------------------------------
-
 
 def chunk_rows_setting() -> int:
     rows = int(settings.PREDICT_JOB_CHUNK_ROWS)
     # A chunk is predicted as one request would be, so it obeys the per-request row limit.
     return max(1, min(rows, settings.PREDICT_MAX_ROWS))
 
-
 def max_upload_bytes_setting() -> int:
     return int(settings.PREDICT_JOB_MAX_UPLOAD_BYTES)
 
-
-def job_queue_setting() -> str:
-    """The Celery queue chunks go to (workers consume it: ``celery -A portal worker -Q <name>``)."""
-    return settings.PREDICT_JOB_QUEUE
-
-
-def uses_celery() -> bool:
-    """Celery workers when a broker is configured; the server process otherwise."""
-    return bool(settings.REDIS_URL)
-
-
 # --- Creating a job -----------------------------------------------------------------------------------------
-
 
 def _csv_line(values: list[str]) -> str:
     out = io.StringIO()
     csv.writer(out).writerow(values)  # "\r\n", so a carriage return in a name is quoted
     return out.getvalue()
-
 
 def _split(version: ModelVersion, data, chunk_rows: int) -> Iterator[tuple[str, list]]:
     """Yield ("header", header) once, then ("chunk", [first_record, rows, text]) per chunk, validated.
@@ -116,7 +78,6 @@ def _split(version: ModelVersion, data, chunk_rows: int) -> Iterator[tuple[str, 
     if chunk:
         yield "chunk", [first_record, len(chunk), _chunk_text(version, records.header, chunk, previous)]
 
-
 def _chunk_text(version: ModelVersion, header: list[str], chunk: list[tuple[int, list[str]]], previous: int) -> str:
     inputs.rows_from_records(version=version, header=header, records=chunk)
     out = io.StringIO()
@@ -128,11 +89,11 @@ def _chunk_text(version: ModelVersion, header: list[str], chunk: list[tuple[int,
     return out.getvalue()
 
 
-def job_create(*, version: ModelVersion, data, filename: str = "", user=None, start: bool = True) -> BatchJob:
-    """Validate the whole CSV (``bytes``, an upload or a binary file), store it as chunks and start it.
+def job_create(*, version: ModelVersion, data, filename: str = "", user=None) -> BatchJob:
+    """Validate the whole CSV (``bytes``, an upload or a binary file) and store it as chunks.
 
     Raises ``inputs.InvalidInput`` (rows and columns at fault, file-relative) and stores nothing then.
-    ``start=False`` leaves the job queued (for callers that run chunks themselves).
+    The job is left queued: ``dispatch.job_submit`` creates and starts one.
     """
     chunk_rows = chunk_rows_setting()
     batch: list[BatchChunk] = []
@@ -169,8 +130,6 @@ def job_create(*, version: ModelVersion, data, filename: str = "", user=None, st
             BatchChunk.objects.bulk_create(batch)
             BatchJob.objects.filter(pk=job.pk).update(rows_total=rows_total, chunks_total=index)
             job.rows_total, job.chunks_total = rows_total, index
-            if start:
-                transaction.on_commit(lambda: job_start(job=job))
     except BaseException:
         # Nothing of a refused or failed upload stays behind: its rows rolled back, its files go too.
         result_files.result_files_delete(saved)
@@ -179,92 +138,7 @@ def job_create(*, version: ModelVersion, data, filename: str = "", user=None, st
     return job
 
 
-def job_start(*, job: BatchJob) -> bool:
-    """Hand the job's unfinished chunks to Celery, or to a thread of this process without a broker.
-
-    Returns False when another process of this node is already running the job in process.
-    """
-    chunk_ids = list(job.chunks.filter(done=False).order_by("index").values_list("pk", flat=True))
-    if uses_celery():
-        from portal.celery import app
-        from predictions.tasks import predict_chunk
-
-        # An explicit connection to the broker configured now (settings may change at runtime, in tests).
-        queue = job_queue_setting()
-        with app.connection_for_write(settings.REDIS_URL) as conn:
-            for chunk_id in chunk_ids:
-                predict_chunk.apply_async((chunk_id,), connection=conn, queue=queue)
-        return True
-    runner = _in_process_runner(job)
-    try:
-        runner.acquire(timeout=0)
-    except filelock.Timeout:
-        return False
-    thread = threading.Thread(
-        target=_run_in_process, args=(job.pk, chunk_ids, runner), name=f"job-{job.pk}", daemon=True
-    )
-    thread.start()
-    return True
-
-
-def jobs_resume_interrupted() -> list[int]:
-    """Run the rest of this node's in-process jobs that a restart interrupted; return their ids.
-
-    Without a broker a job lives in a server thread, so a restart leaves it queued or running with chunks
-    to do. Every worker process calls this when it starts; the job's runner lock lets one of them take it.
-    (With Celery nothing is needed: unacknowledged chunks are delivered again.)
-    """
-    jobs_fail_stalled()
-    if uses_celery():
-        return []
-    resumed = []
-    unfinished = BatchJob.objects.filter(
-        node=settings.NODE_NAME, status__in=[BatchJob.Status.QUEUED, BatchJob.Status.RUNNING]
-    )
-    for job in unfinished.order_by("pk"):
-        if job_start(job=job):
-            logger.info("job %s: resumed in process %s", job.pk, os.getpid())
-            resumed.append(job.pk)
-    connection.close()
-    return resumed
-
-
-def _in_process_runner(job: BatchJob) -> filelock.FileLock:
-    """Held by the process running a job in process. Named by id and creation time: ids repeat when a
-    database is reset, a running job's lock must not."""
-    folder = Path(settings.DATA_DIR) / "jobs"
-    folder.mkdir(parents=True, exist_ok=True)
-    stamp = int(job.created_at.timestamp() * 1_000_000)
-    # Not thread-local: the thread that runs the job releases what the starting thread acquired.
-    return filelock.FileLock(folder / f"{job.pk}-{stamp}.lock", thread_local=False)
-
-
-def _run_in_process(job_id: int, chunk_ids: list[int], runner: filelock.FileLock) -> None:
-    try:
-        for chunk_id in chunk_ids:
-            for attempt in range(settings.PREDICT_JOB_RETRIES + 1):
-                try:
-                    chunk_run(chunk_id=chunk_id)
-                    break
-                except RETRYABLE as error:
-                    if attempt == settings.PREDICT_JOB_RETRIES:
-                        job_fail(job_id=job_id, message=f"gave up after {attempt + 1} attempts: {error}")
-                        return
-                    logger.warning("job %s chunk %s: %s; trying again", job_id, chunk_id, error)
-                    time.sleep(retry_delay(attempt))
-            if BatchJob.objects.filter(pk=job_id, status=BatchJob.Status.FAILED).exists():
-                return
-    except Exception as error:  # noqa: BLE001 - a thread has no one to raise to: record it on the job
-        logger.exception("job %s failed in process", job_id)
-        job_fail(job_id=job_id, message=f"internal error: {error}")
-    finally:
-        runner.release()
-        Path(runner.lock_file).unlink(missing_ok=True)
-        connection.close()
-
-
 # --- Running a chunk ----------------------------------------------------------------------------------------
-
 
 def chunk_run(*, chunk_id: int) -> bool:
     """Predict one chunk and store it, once. Returns False when there was nothing to do.
@@ -328,7 +202,6 @@ def chunk_run(*, chunk_id: int) -> bool:
         )
     return True
 
-
 def jobs_fail_stalled() -> int:
     """Fail the jobs that have not moved for ``PREDICT_JOB_STALL_SECONDS``; returns how many.
 
@@ -347,7 +220,6 @@ def jobs_fail_stalled() -> int:
         logger.warning("%s stalled job(s) failed: %s", count, message)
     return count
 
-
 def jobs_expire(*, cutoff) -> int:
     """Delete the files of jobs that finished before ``cutoff`` and mark them expired; returns how many.
 
@@ -361,102 +233,9 @@ def jobs_expire(*, cutoff) -> int:
         count += BatchJob.objects.filter(pk=job.pk, expired_at__isnull=True).update(expired_at=timezone.now())
     return count
 
-
 def job_fail(*, job_id: int, message: str, errors: dict | None = None) -> None:
     """Mark a job failed (first failure wins); its remaining chunks are skipped."""
     BatchJob.objects.filter(pk=job_id).exclude(status__in=TERMINAL).update(
         status=BatchJob.Status.FAILED, error={"message": message, "errors": errors or {}}, finished_at=timezone.now()
     )
     logger.warning("job %s failed: %s %s", job_id, message, errors or "")
-
-
-# --- Waiting (benchmarks, scripts) --------------------------------------------------------------------------
-
-
-def job_wait(*, job: BatchJob, timeout: float = 3600.0, poll_seconds: float = 0.2) -> BatchJob:
-    """Poll until the job succeeds or fails; raise ``TimeoutError`` after ``timeout`` seconds."""
-    give_up = time.monotonic() + timeout
-    while True:
-        job.refresh_from_db()
-        if job.status in TERMINAL:
-            return job
-        if time.monotonic() > give_up:
-            raise TimeoutError(f"job {job.pk} still {job.status} after {timeout:.0f}s ({job.rows_done}/{job.rows_total} rows)")
-        time.sleep(poll_seconds)
-
-
-def job_run_and_wait(*, version: ModelVersion, data, filename: str = "", user=None, timeout: float = 3600.0) -> dict:
-    """Create a job, run it (Celery workers when ``REDIS_URL`` is set, else this process) and wait for it.
-
-    For ``bench/``: returns the finished job and the seconds spent validating and storing ("create") and
-    predicting ("run"), so throughput with 1 and 2 workers can be compared.
-    """
-    began = time.monotonic()
-    job = job_create(version=version, data=data, filename=filename, user=user)
-    created = time.monotonic()
-    job = job_wait(job=job, timeout=timeout)
-    finished = time.monotonic()
-    return {"job": job, "create_seconds": created - began, "run_seconds": finished - created, "rows": job.rows_total}
-
-
-# --- Selectors ----------------------------------------------------------------------------------------------
-
-
-def job_list(*, user, limit: int = 100):
-    jobs = BatchJob.objects.select_related("version__model").order_by("-created_at", "-pk")
-    if not user.is_staff:
-        jobs = jobs.filter(user=user)
-    return jobs[:limit]
-
-
-def job_get(*, user, job_id: int) -> BatchJob:
-    """A job its owner (or staff) may see; 404 for anyone else, so ids reveal nothing."""
-    found = BatchJob.objects.select_related("version__model").filter(pk=job_id)
-    if not user.is_staff:
-        found = found.filter(Q(user=user))
-    job = found.first()
-    if job is None:
-        raise Http404(f"no job {job_id}")
-    return job
-
-
-def job_progress(job: BatchJob) -> float:
-    if job.status == BatchJob.Status.SUCCEEDED:
-        return 1.0
-    return round(job.rows_done / job.rows_total, 4) if job.rows_total else 0.0
-
-
-def job_error(job: BatchJob) -> dict | None:
-    """The failure with the first row and column at fault pulled out, or None."""
-    if job.status != BatchJob.Status.FAILED:
-        return None
-    errors = (job.error or {}).get("errors") or {}
-    row = column = None
-    for key in errors:
-        match = re.match(r"^row (\d+)(?:, column (.+))?$", key)
-        if match:
-            row, column = int(match.group(1)), match.group(2)
-            break
-    return {"message": (job.error or {}).get("message", ""), "row": row, "column": column, "errors": errors}
-
-
-def job_result_lines(*, job: BatchJob) -> Iterator[str]:
-    """The result CSV, streamed: header, then every chunk's file by chunk index (the input's order).
-
-    Read a piece at a time from the ``results`` storage, so a million-row result never sits in memory.
-    """
-    if job.expired_at is not None:
-        raise JobExpired(f"job {job.pk}'s files were deleted on {job.expired_at:%Y-%m-%d %H:%M} UTC (results expire)")
-    if job.status != BatchJob.Status.SUCCEEDED:
-        raise JobNotFinished(f"job {job.pk} is {job.status}; its result exists once it has succeeded")
-    names = list(BatchChunk.objects.filter(job=job).order_by("index").values_list("result_name", flat=True))
-    return _result_text(job.result_header, names)
-
-
-def _result_text(header: str, names: list[str]) -> Iterator[str]:
-    yield header
-    for name in names:
-        decoder = codecs.getincrementaldecoder("utf-8")()  # a character may straddle two pieces
-        for piece in result_files.result_file_chunks(name):
-            yield decoder.decode(piece)
-        yield decoder.decode(b"", final=True)

@@ -3,6 +3,7 @@ training looked like, a schema diff and snippets to call it. Reads only (a selec
 
 import json
 
+from django.conf import settings
 from predictions import aliases
 from predictions.models import MLModel, ModelVersion
 
@@ -30,6 +31,9 @@ def model_page_context(*, model: MLModel, version: ModelVersion, request) -> dic
         "diff": schema_diff(old=previous, new=version) if previous else None,
         "diff_against": previous,
         "snippets": snippets(model=model, version=version, request=request),
+        # Past these a CSV is refused inline: the page offers to run it as a batch job instead.
+        "inline_max_bytes": settings.PREDICT_MAX_UPLOAD_BYTES,
+        "inline_max_rows": settings.PREDICT_MAX_ROWS,
     }
 
 

@@ -21,23 +21,23 @@ CONNECTIONS = 8  # 2 workers x 4 threads
 CLOSE = {"Connection": "close"}
 
 
-def _wrk(url: str, body: str, headers: dict, seconds: int, scratch) -> float:
+def _wrk(url: str, body: str, headers: dict, seconds: int, scratch, connections: int = CONNECTIONS) -> float:
     script = scratch / "post.lua"
     lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(body)}",
              'wrk.headers["Content-Type"] = "application/json"']
     lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in {**headers, **CLOSE}.items()]
     script.write_text("\n".join(lines) + "\n")
-    done = subprocess.run(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "-s", str(script), url],
+    done = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],
                           capture_output=True, text=True, timeout=seconds + 60)
     if "Non-2xx" in done.stdout:
         raise RuntimeError(f"wrk saw errors against {url}: {done.stdout}")
     return float(re.search(r"Requests/sec:\s+([\d.]+)", done.stdout).group(1))
 
 
-def _threads(url: str, body: str, headers: dict, seconds: int) -> float:
-    """Fallback load generator: CONNECTIONS threads, each with its own requests.Session."""
+def _threads(url: str, body: str, headers: dict, seconds: int, connections: int = CONNECTIONS) -> float:
+    """Fallback load generator: ``connections`` threads, each with its own requests.Session."""
     stop_at = time.monotonic() + seconds
-    counts = [0] * CONNECTIONS
+    counts = [0] * connections
 
     def loop(i):
         session = requests.Session()
@@ -47,12 +47,23 @@ def _threads(url: str, body: str, headers: dict, seconds: int) -> float:
             counts[i] += 1
 
     began = time.monotonic()
-    workers = [threading.Thread(target=loop, args=(i,)) for i in range(CONNECTIONS)]
+    workers = [threading.Thread(target=loop, args=(i,)) for i in range(connections)]
     for w in workers:
         w.start()
     for w in workers:
         w.join()
     return sum(counts) / (time.monotonic() - began)
+
+
+def generator() -> str:
+    return "wrk" if shutil.which("wrk") else "python threads"
+
+
+def load(url: str, body: str, headers: dict, seconds: int, scratch, connections: int = CONNECTIONS) -> float:
+    """Requests per second against ``url`` for ``seconds``: wrk when installed, else Python threads."""
+    if generator() == "wrk":
+        return _wrk(url, body, headers, seconds, scratch, connections)
+    return _threads(url, body, headers, seconds, connections)
 
 
 def run(ctx) -> list[dict]:
@@ -65,14 +76,11 @@ def run(ctx) -> list[dict]:
     reps = 1 if ctx.quick else 5  # the bare view swings 2x between runs on this shared machine
     body = json.dumps({"features": sample_features()})
     auth = {"Authorization": f"Bearer {ctx.token}"}
-    generator = "wrk" if shutil.which("wrk") else "python threads"
     scratch = ctx.run_dir / "p5"
     scratch.mkdir(exist_ok=True)
 
     def measure(url, headers):
-        if generator == "wrk":
-            return _wrk(url, body, headers, seconds, scratch)
-        return _threads(url, body, headers, seconds)
+        return load(url, body, headers, seconds, scratch)
 
     portal = Gunicorn(ctx.run_dir, workers=2)
     bare = Gunicorn(ctx.run_dir, workers=2, app="bench.bare_app:application", env_extra={"BENCH_MODEL_DIR": folder})
@@ -94,5 +102,5 @@ def run(ctx) -> list[dict]:
     return [row("P5 throughput: memory-hit predictions/s, gunicorn 2 workers x 4 threads (demo model)", round(o, 1),
                 round(b, 1), "bare Django view + same persisted predictor, same gunicorn settings", "req/s",
                 target="≥ 0.8x", met=o / b >= 0.8, reps=reps,
-                details={"runs_req_per_s": results, "generator": f"{generator}, 1 thread, {CONNECTIONS} connections, one per request,"
+                details={"runs_req_per_s": results, "generator": f"{generator()}, 1 thread, {CONNECTIONS} connections, one per request,"
                          f" {seconds}s per run, on the same 2 cores as the server", "seconds_per_run": seconds})]

@@ -149,18 +149,20 @@ def point_azure_at(connection_string: str) -> None:
 class Gunicorn:
     """gunicorn on a free loopback port; ``app`` is portal.wsgi (with portal/gunicorn.conf.py) or bench.bare_app."""
 
-    def __init__(self, run_dir: Path, *, workers: int, app: str = "portal", env_extra: dict | None = None):
+    def __init__(self, run_dir: Path, *, workers: int, app: str = "portal", env_extra: dict | None = None,
+                 threads: int = 4):
         from tests.servers import LOOPBACK, free_port
 
         self.port = free_port()
         self.url = f"http://{LOOPBACK}:{self.port}"
-        env = base_env(run_dir, PORTAL_BIND=f"{LOOPBACK}:{self.port}", WEB_CONCURRENCY=workers, **(env_extra or {}))
+        env = base_env(run_dir, PORTAL_BIND=f"{LOOPBACK}:{self.port}", WEB_CONCURRENCY=workers, PORTAL_THREADS=threads,
+                       **(env_extra or {}))
         gunicorn = str(Path(PYTHON).parent / "gunicorn")
         if app == "portal":
             command = [gunicorn, "-c", "portal/gunicorn.conf.py", "portal.wsgi"]
         else:
-            # The same server settings as portal/gunicorn.conf.py (workers, 4 threads, preload, access log).
-            command = [gunicorn, "-b", f"{LOOPBACK}:{self.port}", "-w", str(workers), "--threads", "4",
+            # The same server settings as portal/gunicorn.conf.py (workers, threads, preload, access log).
+            command = [gunicorn, "-b", f"{LOOPBACK}:{self.port}", "-w", str(workers), "--threads", str(threads),
                        "--preload", "--access-logfile", "-", "--timeout", "600", app]
         self.log_path = run_dir / f"gunicorn-{app.replace(':', '_')}-{self.port}.log"
         self._log = open(self.log_path, "wb")
@@ -178,6 +180,11 @@ class Gunicorn:
                 pass
             time.sleep(0.2)
         raise ServerUnavailable(f"gunicorn not ready after {timeout}s; see {self.log_path}")
+
+    def worker_pids(self) -> list[int]:
+        import psutil
+
+        return [child.pid for child in psutil.Process(self.process.pid).children()]
 
     def stop(self) -> None:
         self.process.terminate()

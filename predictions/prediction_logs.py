@@ -158,7 +158,9 @@ def prediction_log_record(**fields) -> None:
             related = fields.pop(name)
             fields[f"{name}_id"] = related.pk if related is not None else None
     log = PredictionLog(**fields)
-    if not settings.PREDICTION_LOG_BUFFER:
+    # A batch job's chunk is thousands of rows and a second of work: one INSERT is nothing beside it, and a
+    # Celery pool child ends without running atexit, which would lose a buffered row.
+    if not settings.PREDICTION_LOG_BUFFER or log.channel == "job":
         log.save(force_insert=True)
         return
     _buffer.record(log)

@@ -132,18 +132,19 @@ STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "staticfiles"
 STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise warns on every request until collectstatic has run
 STATICFILES_DIRS = [BASE_DIR / "static"]
-# Prediction inputs and results (web CSV results, batch job chunks): a local folder by default; in a fleet an
-# S3 bucket (s3://bucket/prefix) or an Azure container (azure://container/prefix) every node reads.
+# Prediction inputs and results (web CSV results, batch job chunks): a local folder by default (or
+# file:///path); in a fleet an S3 bucket (s3://bucket/prefix) or an Azure container (azure://container/prefix)
+# every node reads.
 RESULTS_STORAGE_URI = env("RESULTS_STORAGE_URI", default="")
 
 
 def _results_storage(uri: str) -> dict:
     from urllib.parse import urlparse
 
-    if not uri:
-        return {"BACKEND": "django.core.files.storage.FileSystemStorage",
-                "OPTIONS": {"location": str(DATA_DIR / "results")}}
     parsed = urlparse(uri)
+    if not uri or parsed.scheme == "file":
+        return {"BACKEND": "django.core.files.storage.FileSystemStorage",
+                "OPTIONS": {"location": parsed.path if uri else str(DATA_DIR / "results")}}
     prefix = parsed.path.strip("/")
     if parsed.scheme == "s3":
         return {"BACKEND": "storages.backends.s3.S3Storage",
@@ -152,7 +153,9 @@ def _results_storage(uri: str) -> dict:
         return {"BACKEND": "storages.backends.azure_storage.AzureStorage",
                 "OPTIONS": {"azure_container": parsed.netloc, "location": prefix, "overwrite_files": False,
                             "connection_string": env("AZURE_CONNECTION_STRING", default=None)}}
-    raise ImproperlyConfigured(f"RESULTS_STORAGE_URI {uri!r}: use s3://bucket/prefix or azure://container/prefix")
+    raise ImproperlyConfigured(
+        f"RESULTS_STORAGE_URI {uri!r}: use file:///path, s3://bucket/prefix or azure://container/prefix"
+    )
 
 
 STORAGES = {

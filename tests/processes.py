@@ -2,6 +2,7 @@
 
 import os
 import threading
+from pathlib import Path
 
 from django.db import connection
 
@@ -16,6 +17,15 @@ def database_url() -> str:
     return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
+def _results_uri(settings) -> str:
+    """This test's results storage, for children: they read and write the same job files."""
+    results = settings.STORAGES["results"]
+    if results["BACKEND"].endswith("FileSystemStorage"):
+        return Path(results["OPTIONS"]["location"]).as_uri()
+    prefix = results["OPTIONS"].get("location", "")
+    return f"s3://{results['OPTIONS']['bucket_name']}/{prefix}"
+
+
 def child_env(settings, **extra) -> dict:
     env = dict(os.environ)
     env.update(
@@ -28,6 +38,7 @@ def child_env(settings, **extra) -> dict:
         MODEL_SHARED_URI=settings.MODEL_SHARED_URI,
         REDIS_URL=settings.REDIS_URL,
         PORTAL_PRELOAD_AUTOGLUON="0",
+        RESULTS_STORAGE_URI=_results_uri(settings),
     )
     env.update(extra)  # the caller's settings win
     return env

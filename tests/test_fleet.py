@@ -223,7 +223,7 @@ def test_a_worker_killed_mid_job_loses_and_duplicates_no_row(
     result = pd.read_csv(io.StringIO("".join(job_selectors.job_result_lines(job=job))), dtype=str, keep_default_na=False)
     expected = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False)
     assert len(result) == 200_000
-    assert list(result.columns) == [*expected.columns, "prediction"]
+    assert list(result.columns) == [*expected.columns, "prediction", "warnings"]
     # Every input row exactly once, in the input's order: the input columns round-trip unchanged.
     pd.testing.assert_frame_equal(result[list(expected.columns)], expected)
     assert result["prediction"].astype(float).notna().all()
@@ -231,3 +231,38 @@ def test_a_worker_killed_mid_job_loses_and_duplicates_no_row(
     assert held.attempts == 2 and held.done, (held.attempts, held.worker)  # delivered again, stored once
     assert int(held.worker.rsplit(":", 1)[1]) != victim.pid
     assert set(BatchChunk.objects.filter(job=job).exclude(pk=held.pk).values_list("attempts", flat=True)) == {1}
+
+
+def test_a_celery_chunk_is_retried_while_the_model_is_unavailable_then_succeeds(
+    redis_url, house_predictor_dir, django_user_model, children, settings, tmp_path
+):
+    import shutil
+    from pathlib import Path
+
+    from cache_app.services.tiers.base import Location
+    from predictions.services import model_publish
+
+    settings.PREDICT_JOB_QUEUE = f"test-jobs-{uuid.uuid4().hex[:12]}"
+    version = model_publish(predictor_dir=house_predictor_dir, name="house-prices")
+    archive = Path(Location.parse(version.artifact.source_uri).key)
+    aside = tmp_path / "aside.zip"
+    shutil.move(archive, aside)  # the origin is briefly without the model
+    worker = worker_start(
+        "worker-1",
+        env=child_env(settings, PREDICT_JOB_RETRIES="8", PREDICT_JOB_RETRY_SECONDS="0.5",
+                      MODEL_FETCH_FAILURE_MEMORY_SECONDS="0"),
+        log_dir=tmp_path, queue=settings.PREDICT_JOB_QUEUE, concurrency=1,
+    )
+    children.append(worker)
+    worker_wait_ready(worker)
+    data = demo.house_prices(30, seed=2).to_csv(index=False).encode()
+    job = dispatch.job_submit(version=version, data=data, user=django_user_model.objects.create_user("analyst"))
+
+    give_up = time.monotonic() + 120
+    while BatchChunk.objects.get(job=job).attempts < 2:
+        assert time.monotonic() < give_up, worker.log()[-4000:]
+        time.sleep(0.05)
+    shutil.move(aside, archive)
+    job = dispatch.job_wait(job=job, timeout=120)
+    assert job.status == BatchJob.Status.SUCCEEDED, (job.error, worker.log()[-4000:])
+    assert BatchChunk.objects.get(job=job).attempts >= 2 and job.rows_done == 30  # the first attempt failed

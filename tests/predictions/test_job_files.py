@@ -130,6 +130,7 @@ def _wait(job, *, until, timeout=60.0):
 
 @pytest.mark.django_db(transaction=True)
 def test_an_unavailable_model_is_retried_until_it_comes_back(house_version, settings, tmp_path):
+    settings.REDIS_URL = ""  # chunks run in a thread of this process (Celery's retries: tests/test_fleet.py)
     settings.PREDICT_JOB_RETRIES = 8
     settings.PREDICT_JOB_RETRY_SECONDS = 0.2
     settings.MODEL_FETCH_FAILURE_MEMORY_SECONDS = 0
@@ -145,6 +146,7 @@ def test_an_unavailable_model_is_retried_until_it_comes_back(house_version, sett
 
 @pytest.mark.django_db(transaction=True)
 def test_a_model_that_stays_unavailable_fails_the_job_with_the_reason(house_version, settings):
+    settings.REDIS_URL = ""
     settings.PREDICT_JOB_RETRIES = 2
     settings.PREDICT_JOB_RETRY_SECONDS = 0.05
     settings.MODEL_FETCH_FAILURE_MEMORY_SECONDS = 0

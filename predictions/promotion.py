@@ -240,7 +240,10 @@ def serving_poll_once(*, since) -> None:
     if _seen_written is None or _seen_written[0] != pid or (
         time.monotonic() - _seen_written[1] > settings.PROMOTION_PROCESS_STALE_SECONDS / 3
     ):
-        ServingProcess.objects.update_or_create(node=node, pid=pid, defaults={"seen_at": timezone.now()})
+        now = timezone.now()
+        ServingProcess.objects.update_or_create(node=node, pid=pid, defaults={"seen_at": now})
+        # Workers come and go (restarts, max_requests): rows of long-dead ones are only clutter.
+        ServingProcess.objects.filter(seen_at__lt=now - timedelta(days=1)).delete()
         _seen_written = (pid, time.monotonic())
     pending = (
         Promotion.objects.filter(status=Promotion.Status.WARMING)

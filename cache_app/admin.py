@@ -15,17 +15,16 @@ from django.db.models import QuerySet
 from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
 
-from cache_app.dashboard import artifact_label
 from cache_app.models import Artifact, CacheEntry, CacheLimits, FetchRecord, TierCounter
 from cache_app.forms import CacheLimitsForm
 from cache_app.services import maintenance
 from cache_app.services.audit import cache_action_record, verified_summary
-from cache_app.services.errors import ArtifactUnavailable
 from cache_app.services.limits import limits_current, limits_reset
+from cache_app.services.serving import WARM_ERRORS, WARM_SOURCES, artifact_warm
 
 MANAGE_CACHE = "cache_app.manage_cache"
 # What a warm can fail with that staff should read as a message rather than a server error.
-WARM_ERRORS = (ArtifactUnavailable, OSError)
+
 
 
 class CacheActionsMixin:
@@ -96,22 +95,21 @@ class CacheActionsMixin:
         }
         return TemplateResponse(request, "admin/cache_app/clear_confirmation.html", context)
 
-    @admin.action(permissions=["manage_cache"], description="Warm onto this node's disk")
+    @admin.action(permissions=["manage_cache"], description="Warm (onto this node's disk, loaded once)")
     def warm_cache(self, request, queryset):
         for label, artifact in self.cache_current_artifacts_of(queryset):
             try:
-                fetched = maintenance.artifact_warm(artifact=artifact)
+                served = artifact_warm(artifact=artifact)
             except WARM_ERRORS as error:
                 cache_action_record(user=request.user, action="warm", message=f"failed: {error}", obj=artifact,
                                     label=label)
                 self.message_user(request, f"Could not warm {label}: {error}", messages.ERROR)
                 continue
-            source = "already on disk" if fetched.tier == "disk" else f"fetched from {fetched.tier}"
-            cache_action_record(user=request.user, action="warm", message=f"{source} in {fetched.seconds:.2f} s",
+            source = WARM_SOURCES.get(served.tier, f"fetched from {served.tier}")
+            seconds = served.fetch_seconds + served.load_seconds
+            cache_action_record(user=request.user, action="warm", message=f"{source} in {seconds:.2f} s",
                                 obj=artifact, label=label)
-            self.message_user(
-                request, f"Warmed {label}: {source} in {fetched.seconds:.2f} s.", messages.SUCCESS
-            )
+            self.message_user(request, f"Warmed {label}: {source} in {seconds:.2f} s.", messages.SUCCESS)
 
     @admin.action(permissions=["manage_cache"], description="Verify checksums of the disk copies")
     def verify_checksums(self, request, queryset):
@@ -173,11 +171,11 @@ class ArtifactAdmin(CacheActionsMixin, ReadOnlyAdmin):
     ordering = ["-id"]
 
     def cache_artifacts_of(self, queryset):
-        return [(artifact_label(a), a) for a in queryset]
+        return [(str(a), a) for a in queryset]
 
     @admin.display(description="name")
     def name(self, artifact):
-        return artifact_label(artifact)
+        return str(artifact)
 
     @admin.display(description="archive", ordering="size_bytes")
     def archive_size(self, artifact):

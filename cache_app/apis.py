@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 
 from cache_app import metrics, selectors
 from cache_app.permissions import IsStaff
+from cache_app.services.stats import counters
 from portal.query_params import query_params_validate
 
 
@@ -20,6 +21,7 @@ class CacheStatsApi(APIView):
     @extend_schema(responses=dict)
     def get(self, request):
         query_params_validate(serializers.Serializer, request.query_params)
+        counters().flush()  # this process's latest counts, included
         stats = selectors.cache_stats()
         return Response(
             {
@@ -38,6 +40,7 @@ class CacheMetricsApi(APIView):
     @extend_schema(parameters=[QuerySerializer], responses=dict)
     def get(self, request):
         query = query_params_validate(self.QuerySerializer, request.query_params)
+        counters().flush()
         return Response(selectors.cache_metrics(hours=query["hours"]))
 
 

@@ -1,6 +1,6 @@
 """Read-only views of the cache shaped for the staff dashboard (charts, top lists, the hit-rate warning).
 
-Built on ``cache_app.selectors``; nothing here writes except the counter flush those selectors do.
+Built on ``cache_app.selectors``; nothing here writes.
 """
 
 from datetime import timedelta
@@ -15,18 +15,6 @@ from cache_app.services.limits import limits_current
 MB = 1024 * 1024
 TOP = 10
 RECENT_FETCHES = 20
-
-
-def artifact_label(artifact: Artifact) -> str:
-    """A model version's name when the artifact belongs to one, else the artifact itself.
-
-    ``cache_app`` does not import ``predictions``; the reverse accessor only exists when that app is
-    installed, hence an attribute lookup rather than an import.
-    """
-    try:
-        return str(artifact.model_version)
-    except Exception:  # RelatedObjectDoesNotExist, or AttributeError without the predictions app
-        return str(artifact)
 
 
 def overall_hit_rate(tiers: dict[str, dict]) -> float | None:
@@ -85,7 +73,7 @@ def top_artifacts(*, by: str) -> list[dict]:
         artifacts = artifacts.filter(cached_bytes__gt=0).order_by("-cached_bytes", "pk")
     return [
         {
-            "name": artifact_label(artifact),
+            "name": str(artifact),
             "artifact_id": artifact.pk,
             "hits": artifact.hits or 0,
             "cached_mb": round((artifact.cached_bytes or 0) / MB, 2),
@@ -102,7 +90,7 @@ def recent_fetches(*, hours: int, limit: int = RECENT_FETCHES) -> list[dict]:
     records = FetchRecord.objects.filter(created_at__gte=since).select_related("artifact").order_by("-created_at")
     return [
         {
-            "name": artifact_label(record.artifact),
+            "name": str(record.artifact),
             "node": record.node,
             "tier": record.tier or "-",
             "size_mb": round(record.size_bytes / MB, 2),

@@ -14,6 +14,9 @@ class Artifact(models.Model):
         TAR = "tar", "tar"
 
     source_uri = models.CharField(max_length=1024, help_text="Where it was published (the origin).")
+    # What people call it, given by whoever registers the artifact ("house-prices v3"): the cache shows it
+    # without knowing what an artifact holds.
+    label = models.CharField(max_length=255, blank=True)
     sha256 = models.CharField(
         max_length=64, blank=True, help_text="Expected SHA-256 of the archive; blank until first computed."
     )
@@ -32,7 +35,7 @@ class Artifact(models.Model):
         permissions = [("manage_cache", "Can clear, warm, verify and pin cached models")]
 
     def __str__(self) -> str:
-        return f"artifact {self.pk} ({self.source_uri.rsplit('/', 1)[-1]})"
+        return self.label or f"artifact {self.pk} ({self.source_uri.rsplit('/', 1)[-1]})"
 
     @property
     def cache_key(self) -> str:

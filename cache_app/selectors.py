@@ -1,4 +1,5 @@
-"""Reads of the cache's state: stats, metrics, hit rates. No writes here except flushing this process's counters."""
+"""Reads of the cache's state: stats, metrics, hit rates. Pure reads: a caller that wants this process's
+latest counts included flushes them first (``stats.counters().flush()``), as the views and commands do."""
 
 from datetime import timedelta
 
@@ -10,7 +11,6 @@ from cache_app.models import CacheEntry, FetchRecord, Tier, TierCounter
 from cache_app.services import fleet
 from cache_app.services.limits import limits_current
 from cache_app.services.memory import memory_tier
-from cache_app.services.stats import counters
 
 MB = 1024 * 1024
 
@@ -21,7 +21,6 @@ def _current_entries():
 
 
 def tier_counts(*, node: str | None = None, since=None) -> dict[str, dict]:
-    counters().flush()
     rows = TierCounter.objects.all()
     if node:
         rows = rows.filter(node=node)
@@ -133,7 +132,6 @@ def cache_metrics(*, hours: int = 24) -> dict:
 
 def hit_rate_series(*, hours: int = 24) -> list[dict]:
     """Per-minute hits and misses per tier over the window, for the dashboard chart."""
-    counters().flush()
     since = timezone.now() - timedelta(hours=hours)
     return list(
         TierCounter.objects.filter(bucket_start__gte=since)

@@ -5,6 +5,7 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.shortcuts import render
 
 from cache_app import dashboard
+from cache_app.services.stats import counters
 
 WINDOWS = [1, 6, 24, 24 * 7]
 
@@ -16,6 +17,7 @@ def cache_dashboard(request):
     except ValueError:
         hours = 24
     hours = min(max(hours, 1), 24 * 90)
+    counters().flush()  # this process's latest counts, included
     data = dashboard.dashboard_data(hours=hours)
     context = {
         **admin.site.each_context(request),

@@ -6,7 +6,11 @@ class PredictionsConfig(AppConfig):
     verbose_name = "Models and predictions"
 
     def ready(self):
-        from predictions import lookups
+        from cache_app.services.serving import loader_register
+        from predictions import loaders, lookups
+
+        # Warming an artifact anywhere (admin, API, commands) loads it as predictions are served.
+        loader_register(loaders.predictor_load)
 
         # Changes made in this process reach its cached lookups at once (others' within their TTL).
         lookups.receivers_connect()

@@ -10,10 +10,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cache_app.permissions import CanManageCache
-from cache_app.services import maintenance
-from cache_app.services.audit import cache_action_record, verified_summary
 from portal.query_params import query_params_validate
-from predictions import services
+from predictions import model_cache
 from predictions.selectors import model_get, version_get
 
 
@@ -36,29 +34,17 @@ class CacheClearApi(APIView):
     def delete(self, request):
         query = query_params_validate(self.QuerySerializer, request.query_params)
         include_shared = query["tier"] == "shared"
-        action = "clear, shared tier included" if include_shared else "clear"
         model_ref = query.get("model_id")
-        if model_ref is None:
-            cleared = maintenance.artifact_clear_all(include_shared=include_shared)
-            cache_action_record(user=request.user, action=action, message=f"API: {len(cleared)} artifacts cleared")
-            return Response({"message": "All model cache cleared", "artifacts_cleared": len(cleared)})
-        model = model_get(model_ref=model_ref)
-        cleared = []
-        for version in model.versions.select_related("artifact", "model"):
-            cleared.append(maintenance.artifact_clear(artifact=version.artifact, include_shared=include_shared))
-            cache_action_record(
-                user=request.user,
-                action=action,
-                message=f"API: now generation {cleared[-1].generation}",
-                obj=version.artifact,
-                label=str(version),
-            )
+        model = None if model_ref is None else model_get(model_ref=model_ref)
+        cleared = model_cache.model_cache_clear(model=model, include_shared=include_shared, user=request.user, via="API")
+        if model is None:
+            return Response({"message": "All model cache cleared", "artifacts_cleared": len(cleared.artifacts)})
         return Response(
             {
                 "message": f"Cache cleared for model {model_ref}",
-                "versions_cleared": len(cleared),
-                "disk_bytes_freed": sum(c.disk_bytes_freed for c in cleared),
-                "shared_deleted": any(c.shared_deleted for c in cleared),
+                "versions_cleared": len(cleared.artifacts),
+                "disk_bytes_freed": cleared.disk_bytes_freed,
+                "shared_deleted": cleared.shared_deleted,
             }
         )
 
@@ -70,9 +56,7 @@ class ModelCacheWarmApi(APIView):
     def post(self, request, model_ref):
         query_params_validate(serializers.Serializer, request.query_params)
         version = version_get(model=model_get(model_ref=model_ref))
-        served = services.predictor_serve(version=version)
-        cache_action_record(user=request.user, action="warm", message=f"API: served from {served.tier}",
-                            obj=version.artifact, label=str(version))
+        served = model_cache.model_cache_warm(version=version, user=request.user, via="API")
         return Response(
             {
                 "message": f"Model {version.model.name} v{version.number} is warm",
@@ -90,9 +74,7 @@ class ModelCacheVerifyApi(APIView):
     def post(self, request, model_ref):
         query_params_validate(serializers.Serializer, request.query_params)
         version = version_get(model=model_get(model_ref=model_ref))
-        verified = maintenance.artifact_verify(artifact=version.artifact)
-        cache_action_record(user=request.user, action="verify", message=f"API: {verified_summary(verified)}",
-                            obj=version.artifact, label=str(version))
+        ((_, verified),) = model_cache.model_cache_verify(versions=[version], user=request.user, via="API")
         return Response(
             {"checked": verified.checked, "ok": verified.ok, "problems": verified.problems},
             status=200 if verified.ok else 409,

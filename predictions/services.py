@@ -112,6 +112,7 @@ def model_publish(
         model, _ = MLModel.objects.select_for_update().get_or_create(name=name)
         number = (model.versions.aggregate(top=Max("number"))["top"] or 0) + 1
         artifact = Artifact.objects.create(
+            label=f"{name} v{number}",
             source_uri=location.uri,
             sha256=sha256,
             size_bytes=size,

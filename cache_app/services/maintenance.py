@@ -15,8 +15,6 @@ from cache_app.services.errors import CacheFolderNotOwned, CacheStorageFault
 from cache_app.services.eviction import disk_entry_remove, folder_quarantine, folder_remove
 from cache_app.services.fetch import (
     COMPLETE_MARKER,
-    Fetched,
-    artifact_fetch,
     cache_root,
     disk_copy_problems,
     disk_entry_record,
@@ -101,11 +99,6 @@ def _older_copies_drop(artifact: Artifact, *, state: str) -> Cleared:
 
 def artifact_clear_all(*, include_shared: bool = False) -> list[Cleared]:
     return [artifact_clear(artifact=a, include_shared=include_shared) for a in Artifact.objects.order_by("pk")]
-
-
-def artifact_warm(*, artifact: Artifact) -> Fetched:
-    """Bring the artifact onto this node's disk (and through to the shared tier if origin served it)."""
-    return artifact_fetch(artifact=artifact)
 
 
 @dataclass

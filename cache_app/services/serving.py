@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
+
 from cache_app.models import Artifact, Tier
 from cache_app.services.errors import ArtifactUnavailable
 from cache_app.services.eviction import CacheFull, disk_entry_in_use
@@ -53,6 +55,31 @@ class Served:
     def from_cache(self) -> bool:
         """True when no remote download was needed (the seeds' ``from_cache``)."""
         return self.tier in (Tier.MEMORY, Tier.DISK)
+
+
+# How artifacts become objects, said once by the app that knows what they hold (``predictions`` registers
+# its predictor loader when it starts): the cache itself never learns what a model is.
+_registered_loader: Loader | None = None
+
+
+def loader_register(loader: Loader) -> None:
+    global _registered_loader
+    _registered_loader = loader
+
+
+# What a warm-up can fail with, and how it found the artifact (``Served.tier``): said the same way by the
+# admin, the API and the commands.
+WARM_ERRORS = (ArtifactUnavailable, OSError)
+WARM_SOURCES = {Tier.MEMORY: "already in memory", Tier.DISK: "already on disk"}
+
+
+def artifact_warm(*, artifact: Artifact) -> Served:
+    """Warm means the same on every surface (admin, API, commands, start-up): the artifact is fetched onto
+    this node's disk, verified, and loaded into this process's memory with the registered loader, so the
+    next request here is a memory hit and a model that cannot be served says so now, not on first use."""
+    if _registered_loader is None:
+        raise ImproperlyConfigured("no loader registered: call cache_app.services.serving.loader_register first")
+    return artifact_serve(artifact=artifact, loader=_registered_loader)
 
 
 def artifact_serve(*, artifact: Artifact, loader: Loader) -> Served:

@@ -12,7 +12,7 @@ from django.urls import reverse
 from cache_app.models import Artifact, CacheEntry, CacheLimits, FetchRecord, TierCounter
 from cache_app.services.fetch import MODEL_FOLDER
 from cache_app.services.limits import limits_current
-from cache_app.services.maintenance import artifact_warm
+from cache_app.services.serving import artifact_warm
 from cache_app.services.memory import memory_tier
 from cache_app.services.stats import counters
 from predictions.models import MLModel, ModelVersion, PredictionLog
@@ -77,8 +77,12 @@ def test_warm_creates_a_ready_disk_entry_and_says_where_it_came_from(admin_clien
     assert (Path(entry.location) / MODEL_FOLDER / "predictor.pkl").exists()
     assert len(messages) == 1 and messages[0].startswith("Warmed house-prices v1: fetched from origin in ")
 
+    # Warm means loaded too: this process now holds it in memory; after a restart it is still on disk.
     again = run_action(admin_client, "admin:predictions_modelversion_changelist", "warm_cache", [house_version.pk])
-    assert again[0].startswith("Warmed house-prices v1: already on disk")
+    assert again[0].startswith("Warmed house-prices v1: already in memory")
+    memory_tier().clear()
+    restarted = run_action(admin_client, "admin:predictions_modelversion_changelist", "warm_cache", [house_version.pk])
+    assert restarted[0].startswith("Warmed house-prices v1: already on disk")
 
 
 def test_warm_on_a_model_warms_its_current_version(admin_client, house_version):

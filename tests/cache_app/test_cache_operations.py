@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from cache_app.models import Artifact, CacheLimits
 from cache_app.services.limits import limits_current
-from cache_app.services.maintenance import artifact_warm
+from cache_app.services.serving import artifact_warm
 
 GIB = 1024**3
 

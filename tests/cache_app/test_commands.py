@@ -12,8 +12,10 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from cache_app.models import Artifact, CacheEntry
+from cache_app.services.memory import memory_tier
 from cache_app.services.fetch import MODEL_FOLDER
-from cache_app.services.maintenance import artifact_pin, artifact_warm
+from cache_app.services.maintenance import artifact_pin
+from cache_app.services.serving import artifact_warm
 from predictions.services import predictor_serve
 from tests.processes import child_env
 
@@ -93,6 +95,9 @@ def test_warm_one_model_shows_progress_and_where_it_came_from(house_version, chu
     assert ready_disk(house_version.artifact).exists()
     assert not ready_disk(churn_version.artifact).exists()
 
+    out, _ = run("cache_warm", "--model", "house-prices")
+    assert "warmed house-prices v1: already in memory" in out  # loaded once, in this process
+    memory_tier().clear()
     out, _ = run("cache_warm", "--model", "house-prices")
     assert "warmed house-prices v1: already on disk" in out
 

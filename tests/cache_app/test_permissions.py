@@ -16,7 +16,8 @@ from rest_framework.test import APIClient
 
 from cache_app.admin import ArtifactAdmin
 from cache_app.models import Artifact, CacheEntry
-from cache_app.services.maintenance import artifact_pin, artifact_warm
+from cache_app.services.maintenance import artifact_pin
+from cache_app.services.serving import artifact_warm
 
 ROLES = ["anonymous", "user", "staff", "manager"]
 VIEW_PERMS = ["view_artifact", "view_cacheentry", "view_modelversion", "view_mlmodel"]

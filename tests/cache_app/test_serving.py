@@ -114,6 +114,7 @@ def test_memory_hits_write_nothing_until_the_flush_and_lose_no_count(make_artifa
     with django_assert_num_queries(0):
         for _ in range(50):
             artifact_serve(artifact=artifact, loader=loader)
+    counters().flush()
     counts = tier_counts(node="test-node")
     assert counts[Tier.MEMORY]["hits"] == 50 and counts[Tier.MEMORY]["misses"] == 1
     entry = CacheEntry.objects.get(artifact=artifact, tier=Tier.DISK)
@@ -135,6 +136,7 @@ def test_stats_answer_in_the_seed_shape_with_tiers(make_artifact):
     artifact = make_artifact()
     artifact_serve(artifact=artifact, loader=CountingLoader())
     artifact_serve(artifact=artifact, loader=CountingLoader())
+    counters().flush()
     stats = cache_stats()
     assert stats["total_models"] == 1
     assert stats["total_size_mb"] == round(artifact.unpacked_bytes / 1024 / 1024, 2)

@@ -3,6 +3,7 @@ import json
 from django.core.management.base import BaseCommand
 
 from cache_app import selectors
+from cache_app.services.stats import counters
 
 
 class Command(BaseCommand):
@@ -12,6 +13,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print the statistics as JSON")
 
     def handle(self, *args, **options):
+        counters().flush()
         stats = selectors.cache_stats()
         if options["json"]:
             self.stdout.write(json.dumps(stats, indent=2, default=str))

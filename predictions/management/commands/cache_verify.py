@@ -1,36 +1,31 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.http import Http404
 
-from cache_app.dashboard import artifact_label
-from cache_app.models import Artifact
-from cache_app.services import maintenance
+from predictions.model_cache import model_cache_verify, model_versions
 from predictions.selectors import model_get
 
 
 class Command(BaseCommand):
     help = (
-        "Re-hash this node's disk copies against their manifests. A corrupt copy is removed (the next use "
-        "fetches it again) and the command exits non-zero, listing the problems."
+        "Re-hash this node's disk copies against their manifests. A corrupt copy is invalidated everywhere (the "
+        "next use fetches it again) and the command exits non-zero, listing the problems."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("--model", help="only this model's versions (id or name)")
 
     def handle(self, *args, **options):
-        artifacts = Artifact.objects.order_by("pk")
+        versions = None
         if options["model"]:
             try:
-                model = model_get(model_ref=options["model"])
+                versions = model_versions(model_get(model_ref=options["model"]))
             except Http404 as error:
                 raise CommandError(str(error)) from error
-            artifacts = artifacts.filter(model_version__model=model)
         checked, corrupt = 0, []
-        for artifact in artifacts:
-            verified = maintenance.artifact_verify(artifact=artifact)
+        for label, verified in model_cache_verify(versions=versions, via="command"):
             if not verified.checked:
                 continue
             checked += 1
-            label = artifact_label(artifact)
             if verified.ok:
                 self.stdout.write(f"ok       {label}")
             else:

@@ -45,6 +45,9 @@ def test_clear_from_the_admin_then_the_dashboard(page, live_server, django_user_
     row.locator("input.action-select").check()
     page.select_option("select[name=action]", "clear_cache")
     page.click("button[name=index]")
+    # A clear costs every node a download: the admin asks first, naming what would go.
+    assert "house-prices v1" in page.locator("#clear-targets").inner_text()
+    page.click("input[type=submit][value^='Yes, clear']")
     message = page.locator("ul.messagelist li.success")
     message.wait_for()
     assert "Cleared house-prices v1" in message.inner_text()

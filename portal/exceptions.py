@@ -15,7 +15,10 @@ logger = logging.getLogger(__name__)
 def api_exception_handler(exc, context):
     from cache_app.services.errors import ArtifactUnavailable
     from predictions.inputs import InvalidInput
+    from predictions.selectors import NotFound
 
+    if isinstance(exc, NotFound):
+        return Response({"detail": str(exc), "code": "not_found"}, status=status.HTTP_404_NOT_FOUND)
     if isinstance(exc, InvalidInput):
         body = {"detail": "invalid input", "errors": exc.errors}
         if exc.omitted:

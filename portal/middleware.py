@@ -50,3 +50,24 @@ class BodySizeLimitMiddleware:
             response = HttpResponse(f"<h1>Request refused</h1><p>{detail}.</p>", status=status)
         response["Connection"] = "close"
         return response
+
+
+class NotFoundMiddleware:
+    """A registry lookup that finds nothing (``predictions.selectors.NotFound``) is a 404 page, as Django's own
+    ``Http404`` would be: selectors stay free of HTTP, and views need not translate."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        from django.http import Http404
+        from django.views.defaults import page_not_found
+
+        from predictions.selectors import NotFound
+
+        if isinstance(exception, NotFound):
+            return page_not_found(request, Http404(str(exception)))
+        return None

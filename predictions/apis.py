@@ -96,13 +96,19 @@ class ModelOutputSerializer(serializers.Serializer):
     def get_cached_in(self, model) -> list[str]:
         if model.current_version is None:
             return []
+        # A list page passes every model's tiers, read in one query; one model reads its own.
+        known = self.context.get("tiers")
+        if known is not None:
+            return known[model.current_version.pk]
         return selectors.cache_tiers_of(version=model.current_version)
 
 
 class ModelListApi(APIView):
     @extend_schema(responses=ModelOutputSerializer(many=True))
     def get(self, request):
-        return Response(ModelOutputSerializer(selectors.model_list(), many=True).data)
+        models = list(selectors.model_list())
+        tiers = selectors.cache_tiers_by_version(versions=[m.current_version for m in models])
+        return Response(ModelOutputSerializer(models, many=True, context={"tiers": tiers}).data)
 
 
 class ModelDetailApi(APIView):

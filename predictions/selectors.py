@@ -1,14 +1,20 @@
-"""Reads of the registry: which models exist, which version a request means, where each is cached."""
+"""Reads of the registry: which models exist, which version a request means, where each is cached.
+
+Pure reads: what is not there is ``NotFound`` (a 404 on the API and on pages, an error in commands).
+"""
 
 from django.conf import settings
 from django.db.models import F, Q
-from django.http import Http404
 
 from cache_app.models import CacheEntry, Tier
 from cache_app.services.fetch import FLEET_NODE
 from cache_app.services.memory import memory_tier
 from predictions import lookups
 from predictions.models import MLModel, ModelVersion
+
+
+class NotFound(LookupError):
+    """No such model, version or alias."""
 
 
 def model_list():
@@ -30,7 +36,7 @@ def _model_read(ref: str) -> MLModel:
     # An id wins over a model whose name happens to be the same digits.
     found = sorted(model_list().filter(by_ref), key=lambda m: str(m.pk) != ref)
     if not found:
-        raise Http404(f"no model {ref!r}")
+        raise NotFound(f"no model {ref!r}")
     return found[0]
 
 
@@ -51,23 +57,30 @@ def version_get(*, model: MLModel, number: int | None = None) -> ModelVersion:
 def _version_read(model: MLModel, number: int | None) -> ModelVersion:
     version = ModelVersion.objects.select_related("artifact", "model").filter(model=model, number=number).first()
     if version is None:
-        raise Http404(f"model {model.name} has no version {number if number is not None else '(current)'}")
+        raise NotFound(f"model {model.name} has no version {number if number is not None else '(current)'}")
     return version
 
 
 def cache_tiers_of(*, version: ModelVersion) -> list[str]:
     """Where a version is cached right now, as seen from this node and worker."""
-    artifact = version.artifact
-    tiers = []
-    if any(r["artifact_id"] == artifact.pk and r["key"] == artifact.cache_key for r in memory_tier().snapshot()):
-        tiers.append(Tier.MEMORY)
+    return cache_tiers_by_version(versions=[version])[version.pk]
+
+
+def cache_tiers_by_version(*, versions) -> dict[int, list[str]]:
+    """Where each version is cached, for a whole list page in one query (memory is this process's own)."""
+    versions = [v for v in versions if v is not None]
+    resident = {(r["artifact_id"], r["key"]) for r in memory_tier().snapshot()}
     ready = CacheEntry.objects.filter(
-        artifact=artifact, state=CacheEntry.State.READY, generation=F("artifact__generation")
-    )
-    if ready.filter(node=settings.NODE_NAME, tier=Tier.DISK).exists():
-        tiers.append(Tier.DISK)
-    if ready.filter(node=FLEET_NODE, tier=Tier.SHARED).exists():
-        tiers.append(Tier.SHARED)
+        artifact_id__in=[v.artifact_id for v in versions],
+        state=CacheEntry.State.READY,
+        generation=F("artifact__generation"),
+    ).filter(Q(node=settings.NODE_NAME, tier=Tier.DISK) | Q(node=FLEET_NODE, tier=Tier.SHARED))
+    remote = set(ready.values_list("artifact_id", "tier"))
+    tiers = {}
+    for version in versions:
+        found = [Tier.MEMORY] if (version.artifact_id, version.artifact.cache_key) in resident else []
+        found += [tier for tier in (Tier.DISK, Tier.SHARED) if (version.artifact_id, tier) in remote]
+        tiers[version.pk] = found
     return tiers
 
 
@@ -77,5 +90,5 @@ def alias_version_get(*, model: MLModel, name: str) -> ModelVersion:
 
     alias = ModelAlias.objects.select_related("version__artifact", "version__model").filter(model=model, name=name).first()
     if alias is None:
-        raise Http404(f"model {model.name} has no alias {name!r}")
+        raise NotFound(f"model {model.name} has no alias {name!r}")
     return alias.version

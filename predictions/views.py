@@ -28,11 +28,9 @@ TIMING_STEPS = ("fetch", "load", "predict")
 @login_required
 @require_GET
 def catalog(request):
-    rows = [
-        {"model": m, "version": m.current_version, "tiers": selectors.cache_tiers_of(version=m.current_version)}
-        for m in selectors.model_list()
-        if m.current_version is not None
-    ]
+    models = [m for m in selectors.model_list() if m.current_version is not None]
+    tiers = selectors.cache_tiers_by_version(versions=[m.current_version for m in models])
+    rows = [{"model": m, "version": m.current_version, "tiers": tiers[m.current_version.pk]} for m in models]
     return render(request, "predictions/catalog.html", {"rows": rows})
 
 

@@ -1,8 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
-from django.http import Http404
 
 from predictions.model_cache import model_cache_clear
-from predictions.selectors import model_get
+from predictions.selectors import NotFound, model_get
 
 
 class Command(BaseCommand):
@@ -23,7 +22,7 @@ class Command(BaseCommand):
         if options["model"] is not None:
             try:
                 model = model_get(model_ref=options["model"])
-            except Http404 as error:
+            except NotFound as error:
                 raise CommandError(f"no model {options['model']!r}") from error
         cleared = model_cache_clear(model=model, include_shared=include_shared, via="command")
         freed = round(cleared.disk_bytes_freed / (1024 * 1024), 2)

@@ -1,8 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
-from django.http import Http404
 
 from predictions.model_cache import model_cache_verify, model_versions
-from predictions.selectors import model_get
+from predictions.selectors import NotFound, model_get
 
 
 class Command(BaseCommand):
@@ -19,7 +18,7 @@ class Command(BaseCommand):
         if options["model"]:
             try:
                 versions = model_versions(model_get(model_ref=options["model"]))
-            except Http404 as error:
+            except NotFound as error:
                 raise CommandError(str(error)) from error
         checked, corrupt = 0, []
         for label, verified in model_cache_verify(versions=versions, via="command"):

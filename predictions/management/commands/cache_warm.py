@@ -1,12 +1,11 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.db.models import F
-from django.http import Http404
 from tqdm import tqdm
 
 from cache_app.services.serving import WARM_ERRORS, WARM_SOURCES
 from predictions.model_cache import model_cache_warm
 from predictions.models import ModelVersion
-from predictions.selectors import model_get, version_get
+from predictions.selectors import NotFound, model_get, version_get
 
 
 class Command(BaseCommand):
@@ -47,7 +46,7 @@ class Command(BaseCommand):
         if options["model"]:
             try:
                 return [version_get(model=model_get(model_ref=options["model"]))]
-            except Http404 as error:
+            except NotFound as error:
                 raise CommandError(str(error)) from error
         versions = ModelVersion.objects.select_related("artifact", "model")
         if options["pinned"]:

@@ -1,8 +1,9 @@
+"""The cache's pages for staff, in the ``web`` namespace; mounted under /admin/cache/ (before the admin's own)."""
+
 from django.urls import path
 
 from cache_app import views
 
-# Mounted at /admin/cache/ (before the admin's own URLs) by portal/urls.py.
 urlpatterns = [
-    path("dashboard/", views.cache_dashboard, name="cache-dashboard"),
+    path("admin/cache/dashboard/", views.cache_dashboard, name="cache-dashboard"),
 ]

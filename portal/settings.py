@@ -166,9 +166,9 @@ STORAGES = {
 }
 MEDIA_ROOT = DATA_DIR / "media"
 
-LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "catalog"
-LOGOUT_REDIRECT_URL = "login"
+LOGIN_URL = "web:login"
+LOGIN_REDIRECT_URL = "web:catalog"
+LOGOUT_REDIRECT_URL = "web:login"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -1,18 +1,27 @@
+"""Two surfaces, each a namespace: ``api`` (REST, /api/...) and ``web`` (pages); each app has one URL module
+per surface. The cache's pages come before the admin's own URLs, which would otherwise claim /admin/cache/."""
+
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from cache_app import api_urls as cache_api_urls
+from cache_app import web_urls as cache_web_urls
 from cache_app.apis import metrics_view
-from predictions import job_urls
+from predictions import api_urls as predictions_api_urls
+from predictions import web_urls as predictions_web_urls
+
+api_urlpatterns = [
+    *cache_api_urls.urlpatterns,
+    *predictions_api_urls.urlpatterns,
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+]
+web_urlpatterns = [*cache_web_urls.urlpatterns, *predictions_web_urls.urlpatterns]
 
 urlpatterns = [
-    path("admin/cache/", include("cache_app.web_urls")),
-    path("admin/", admin.site.urls),
-    path("api/models/", include("predictions.urls")),
-    path("api/jobs/", include(job_urls.api_urlpatterns)),
-    path("jobs/", include(job_urls.web_urlpatterns)),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/", include((api_urlpatterns, "api"))),
     path("metrics", metrics_view, name="metrics"),
-    path("", include("predictions.web_urls")),
+    path("", include((web_urlpatterns, "web"))),
+    path("admin/", admin.site.urls),
 ]

@@ -44,10 +44,10 @@ class JobOutputSerializer(serializers.Serializer):
         return job_selectors.job_error(job)
 
     def get_url(self, job) -> str:
-        return reverse("job-api-detail", args=[job.pk])
+        return reverse("api:job-detail", args=[job.pk])
 
     def get_result_url(self, job) -> str | None:
-        return reverse("job-api-result", args=[job.pk]) if job.status == job.Status.SUCCEEDED else None
+        return reverse("api:job-result", args=[job.pk]) if job.status == job.Status.SUCCEEDED else None
 
 
 class JobListApi(APIView):

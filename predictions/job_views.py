@@ -47,7 +47,7 @@ def job_list(request):
                 for key, message in error.errors.items():
                     form.add_error("file" if key == "file" else None, message if key == "file" else f"{key}: {message}")
             else:
-                return redirect("job-detail", job_id=job.pk)
+                return redirect("web:job-detail", job_id=job.pk)
     job_services.jobs_fail_stalled()
     rows = [
         {"job": job, "progress": job_selectors.job_progress(job)}

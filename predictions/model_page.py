@@ -4,6 +4,8 @@ training looked like, a schema diff and snippets to call it. Reads only (a selec
 import json
 
 from django.conf import settings
+from django.urls import reverse
+
 from predictions import aliases
 from predictions.models import MLModel, ModelVersion
 
@@ -106,8 +108,7 @@ def schema_diff(*, old: ModelVersion, new: ModelVersion) -> dict:
 
 
 def snippets(*, model: MLModel, version: ModelVersion, request) -> dict:
-    # The API's path, not the web form's (both are named "model-predict").
-    url = request.build_absolute_uri(f"/api/models/{model.name}/predict")
+    url = request.build_absolute_uri(reverse("api:model-predict", kwargs={"model_ref": model.name}))
     example = {f["name"]: _example_value(f) for f in version.features}
     body = json.dumps({"features": example})
     curl = (

@@ -160,7 +160,7 @@ def model_predict_csv_download(request, name):
 def _back_to_model_page(name):
     """A GET on a form's target (a reload, a bookmark) goes back to the model page."""
     selectors.model_get(model_ref=name)
-    return redirect("model-detail", name=name)
+    return redirect("web:model-detail", name=name)
 
 
 def _session_key(model_name: str) -> str:

@@ -1,7 +1,9 @@
+"""The pages for people (session login), in the ``web`` namespace."""
+
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from predictions import profile, views
+from predictions import job_views, profile, views
 
 urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
@@ -12,4 +14,6 @@ urlpatterns = [
     path("models/<slug:name>/predict/", views.model_predict, name="model-predict"),
     path("models/<slug:name>/csv/", views.model_predict_csv, name="model-predict-csv"),
     path("models/<slug:name>/csv/download/", views.model_predict_csv_download, name="model-predict-csv-download"),
+    path("jobs/", job_views.job_list, name="jobs"),
+    path("jobs/<int:job_id>/", job_views.job_detail, name="job-detail"),
 ]

@@ -225,13 +225,13 @@ def test_admin_index_links_to_the_dashboard(admin_client):
     response = admin_client.get(reverse("admin:index"))
     assert response.status_code == 200
     body = response.content.decode()
-    assert reverse("cache-dashboard") in body
+    assert reverse("web:cache-dashboard") in body
     assert "Site administration" in body or "app-auth" in body  # Django's own index is still there
 
 
 def test_dashboard_renders_with_data_and_warns_under_the_threshold(admin_client, house_version):
     predictor_serve(version=house_version)  # a memory miss and a disk miss: hit rate 0
-    response = admin_client.get(reverse("cache-dashboard"))
+    response = admin_client.get(reverse("web:cache-dashboard"))
     body = response.content.decode()
     assert response.status_code == 200
     assert 'id="hit-rate-warning"' in body
@@ -241,13 +241,13 @@ def test_dashboard_renders_with_data_and_warns_under_the_threshold(admin_client,
 
     for _ in range(5):
         predictor_serve(version=house_version)  # memory hits
-    response = admin_client.get(reverse("cache-dashboard"), {"hours": 1})
+    response = admin_client.get(reverse("web:cache-dashboard"), {"hours": 1})
     assert response.context["hit_rate"] == pytest.approx(5 / 6, abs=1e-3)
     assert 'id="hit-rate-warning"' not in response.content.decode()
 
 
 def test_dashboard_is_for_staff_only(client, django_user_model):
-    url = reverse("cache-dashboard")
+    url = reverse("web:cache-dashboard")
     assert client.get(url).status_code == 302
     django_user_model.objects.create_user("someone", password="pw-123456")
     client.login(request=HttpRequest(), username="someone", password="pw-123456")

@@ -218,4 +218,4 @@ def test_has_manage_cache_permission(django_user_model, rf, role, allowed):
 def test_dashboard_needs_staff_but_not_manage_cache(django_user_model):
     client = Client()
     client.force_login(make_user(django_user_model, "staff"))
-    assert client.get(reverse("cache-dashboard")).status_code == 200
+    assert client.get(reverse("web:cache-dashboard")).status_code == 200

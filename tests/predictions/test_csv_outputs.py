@@ -54,8 +54,8 @@ def test_api_csv_output(api, lenient_house):
 
 
 def test_web_download(signed_in, lenient_house):
-    signed_in.post(reverse("model-predict-csv", kwargs={"name": "house-prices"}), {"file": upload("h.csv", TEXT)})
-    download = signed_in.get(reverse("model-predict-csv-download", kwargs={"name": "house-prices"}))
+    signed_in.post(reverse("web:model-predict-csv", kwargs={"name": "house-prices"}), {"file": upload("h.csv", TEXT)})
+    download = signed_in.get(reverse("web:model-predict-csv-download", kwargs={"name": "house-prices"}))
     check(rows_of(download.getvalue().decode()))
 
 

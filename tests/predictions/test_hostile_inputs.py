@@ -123,7 +123,7 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(api, signed_in, hous
     big = HEADER + "1200,2,30,austin\n" * 10_000  # 170 kB: over 1 kB + the multipart room
     refused = post_raw(api, house_version, big.encode(), "text/csv")
     assert refused.status_code == 413 and refused.json()["code"] == "body_too_large"
-    page = signed_in.post(reverse("model-predict-csv", kwargs={"name": "house-prices"}),
+    page = signed_in.post(reverse("web:model-predict-csv", kwargs={"name": "house-prices"}),
                           {"file": SimpleUploadedFile("big.csv", big.encode(), content_type="text/csv")})
     assert page.status_code == 413 and b"limit" in page.content
     # Job uploads are bounded by their own, larger limit.

@@ -140,7 +140,7 @@ def test_the_web_csv_preview_marks_warned_rows(signed_in, house_version):
     from django.urls import reverse
 
     text = "sqft,bedrooms,age_years,city\n1200,2,30,austin\n99999,2,30,denver\n"
-    response = signed_in.post(reverse("model-predict-csv", kwargs={"name": "house-prices"}), {"file": upload("w.csv", text)})
+    response = signed_in.post(reverse("web:model-predict-csv", kwargs={"name": "house-prices"}), {"file": upload("w.csv", text)})
     assert response.status_code == 200
     rows = [attrs for tag, attrs in sections(response).tags["results-table"] if tag == "tr"][1:]
     assert [row.get("class") for row in rows] == [None, "warned"]

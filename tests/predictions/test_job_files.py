@@ -41,11 +41,11 @@ def run_all(job):
 
 
 def test_web_results_are_a_file_and_the_session_holds_only_its_name(signed_in, house_version):
-    url = reverse("model-predict-csv", kwargs={"name": "house-prices"})
+    url = reverse("web:model-predict-csv", kwargs={"name": "house-prices"})
     signed_in.post(url, {"file": upload("h.csv", HOUSES)})
     kept = signed_in.session["predictions:last-batch:house-prices"]
     assert set(kept) == {"version", "filename", "name"} and stored_names("web") == [kept["name"]]
-    download = signed_in.get(reverse("model-predict-csv-download", kwargs={"name": "house-prices"}))
+    download = signed_in.get(reverse("web:model-predict-csv-download", kwargs={"name": "house-prices"}))
     assert download.streaming and len(list(csv.DictReader(io.StringIO(download.getvalue().decode())))) == 2
     # A new upload replaces the previous result: one file per user and model, not one per upload.
     signed_in.post(url, {"file": upload("h.csv", HOUSES)})
@@ -85,7 +85,7 @@ def test_results_in_s3_on_moto(api, user, house_version, settings, s3_bucket):
 
 
 def test_results_clean_expires_old_results_and_keeps_the_rest(api, user, signed_in, house_version):
-    signed_in.post(reverse("model-predict-csv", kwargs={"name": "house-prices"}), {"file": upload("h.csv", HOUSES)})
+    signed_in.post(reverse("web:model-predict-csv", kwargs={"name": "house-prices"}), {"file": upload("h.csv", HOUSES)})
     old = run_all(job_services.job_create(version=house_version, data=HOUSES.encode(), user=user))
     BatchJob.objects.filter(pk=old.pk).update(finished_at=timezone.now() - timedelta(hours=200))
     recent = run_all(job_services.job_create(version=house_version, data=HOUSES.encode(), user=user))
@@ -101,7 +101,7 @@ def test_results_clean_expires_old_results_and_keeps_the_rest(api, user, signed_
 
     call_command("results_clean", "--hours", "0")
     assert stored_names("web") == []
-    download = signed_in.get(reverse("model-predict-csv-download", kwargs={"name": "house-prices"}))
+    download = signed_in.get(reverse("web:model-predict-csv-download", kwargs={"name": "house-prices"}))
     assert download.status_code == 404
 
 

@@ -21,7 +21,7 @@ def _queries(client, url) -> int:
 def test_a_list_page_costs_the_same_queries_for_one_model_or_four(
     page, signed_in, api, house_predictor_dir
 ):
-    client, url = (signed_in, reverse("catalog")) if page == "catalog" else (api, "/api/models/")
+    client, url = (signed_in, reverse("web:catalog")) if page == "catalog" else (api, "/api/models/")
     first = model_publish(predictor_dir=house_predictor_dir, name="model-0")
     predictor_serve(version=first)  # cached in memory and on disk: every tier is looked at
     one = _queries(client, url)
@@ -36,6 +36,6 @@ def test_a_list_page_costs_the_same_queries_for_one_model_or_four(
 def test_selectors_say_not_found_and_pages_answer_404(signed_in, api, db):
     with pytest.raises(NotFound, match="no model 'nope'"):
         model_get(model_ref="nope")
-    assert signed_in.get(reverse("model-detail", kwargs={"name": "nope"})).status_code == 404
+    assert signed_in.get(reverse("web:model-detail", kwargs={"name": "nope"})).status_code == 404
     response = api.get("/api/models/nope")
     assert response.status_code == 404 and response.json()["detail"] == "no model 'nope'"

@@ -156,9 +156,9 @@ def test_web_form(signed_in, case):
 
 def test_web_csv_download(signed_in, case):
     name = case.version.model.name
-    response = signed_in.post(reverse("model-predict-csv", kwargs={"name": name}), {"file": upload("rows.csv", case.csv_bytes())})
+    response = signed_in.post(reverse("web:model-predict-csv", kwargs={"name": name}), {"file": upload("rows.csv", case.csv_bytes())})
     assert response.status_code == 200
-    download = signed_in.get(reverse("model-predict-csv-download", kwargs={"name": name}))
+    download = signed_in.get(reverse("web:model-predict-csv-download", kwargs={"name": name}))
     case.check_csv(download.getvalue().decode())
 
 

@@ -87,15 +87,15 @@ def signed_in(client, user):
 
 
 def detail_url(name):
-    return reverse("model-detail", kwargs={"name": name})
+    return reverse("web:model-detail", kwargs={"name": name})
 
 
 def predict_url(name):
-    return reverse("model-predict", kwargs={"name": name})
+    return reverse("web:model-predict", kwargs={"name": name})
 
 
 def csv_url(name):
-    return reverse("model-predict-csv", kwargs={"name": name})
+    return reverse("web:model-predict-csv", kwargs={"name": name})
 
 
 def upload(name: str, text: str | bytes) -> SimpleUploadedFile:
@@ -111,33 +111,33 @@ def upload(name: str, text: str | bytes) -> SimpleUploadedFile:
 def test_anonymous_is_sent_to_login(client, url):
     response = client.get(url)
     assert response.status_code == 302
-    assert response["Location"].startswith(reverse("login") + "?next=")
+    assert response["Location"].startswith(reverse("web:login") + "?next=")
 
 
 @pytest.mark.django_db
 def test_anonymous_post_is_sent_to_login(client):
     response = client.post("/models/house-prices/predict/", HOUSE_ROW)
     assert response.status_code == 302
-    assert response["Location"].startswith(reverse("login"))
+    assert response["Location"].startswith(reverse("web:login"))
 
 
 @pytest.mark.django_db
 def test_login_page_signs_in_and_logout_is_a_post(client, user):
-    page = client.get(reverse("login"))
+    page = client.get(reverse("web:login"))
     assert page.status_code == 200
     assert b'name="username"' in page.content and b'name="password"' in page.content
-    response = client.post(reverse("login"), {"username": "ada", "password": "pw-ada-123"})
-    assert response.status_code == 302 and response["Location"] == reverse("catalog")
+    response = client.post(reverse("web:login"), {"username": "ada", "password": "pw-ada-123"})
+    assert response.status_code == 302 and response["Location"] == reverse("web:catalog")
     catalog = client.get("/")
     assert b"ada" in catalog.content
-    assert f'action="{reverse("logout")}"'.encode() in catalog.content
-    assert client.post(reverse("logout")).status_code == 302
+    assert f'action="{reverse("web:logout")}"'.encode() in catalog.content
+    assert client.post(reverse("web:logout")).status_code == 302
     assert client.get("/").status_code == 302
 
 
 @pytest.mark.django_db
 def test_wrong_password_stays_on_login_page(client, user):
-    response = client.post(reverse("login"), {"username": "ada", "password": "nope"})
+    response = client.post(reverse("web:login"), {"username": "ada", "password": "nope"})
     assert response.status_code == 200
     assert b"alert-error" in response.content
 
@@ -351,7 +351,7 @@ def test_csv_upload_shows_a_table_and_downloads_csv(signed_in, house_version):
     assert 'data-served-from="origin"' in response.content.decode()
     assert "total" in results
 
-    download = signed_in.get(reverse("model-predict-csv-download", kwargs={"name": "house-prices"}))
+    download = signed_in.get(reverse("web:model-predict-csv-download", kwargs={"name": "house-prices"}))
     assert download.status_code == 200
     assert download["Content-Type"].startswith("text/csv")
     assert 'attachment; filename="house-prices-v1-predictions.csv"' == download["Content-Disposition"]
@@ -368,7 +368,7 @@ def test_csv_upload_for_a_classifier_has_probability_columns(signed_in, churn_ve
     data = "tenure_months,monthly_spend,support_calls,plan\n3,80,6,basic\n40,20.5,0,premium\n"
     response = signed_in.post(csv_url("customer-churn"), {"file": upload("c.csv", data)})
     assert response.status_code == 200
-    download = signed_in.get(reverse("model-predict-csv-download", kwargs={"name": "customer-churn"}))
+    download = signed_in.get(reverse("web:model-predict-csv-download", kwargs={"name": "customer-churn"}))
     rows = list(csv.DictReader(io.StringIO(download.getvalue().decode())))
     assert len(rows) == 2
     labels = [str(label) for label in churn_version.class_labels]
@@ -378,7 +378,7 @@ def test_csv_upload_for_a_classifier_has_probability_columns(signed_in, churn_ve
 
 
 def test_download_without_an_upload_is_404(signed_in, house_version):
-    assert signed_in.get(reverse("model-predict-csv-download", kwargs={"name": "house-prices"})).status_code == 404
+    assert signed_in.get(reverse("web:model-predict-csv-download", kwargs={"name": "house-prices"})).status_code == 404
 
 
 @pytest.mark.parametrize(

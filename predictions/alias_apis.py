@@ -1,6 +1,6 @@
 """Aliases over the API: list them, and move one (``current``: the current version) after a warm-up."""
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import BasePermission
@@ -71,6 +71,7 @@ class AliasMoveApi(APIView):
 
     permission_classes = [CanPromote]
 
+    @extend_schema_serializer(component_name="AliasMoveInput")  # each API's "Input" its own schema
     class InputSerializer(serializers.Serializer):
         version = serializers.IntegerField(min_value=1)
 

@@ -2,7 +2,7 @@
 
 from django.http import StreamingHttpResponse
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, ParseError
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -56,6 +56,7 @@ class JobListApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
     max_body_setting = "PREDICT_JOB_MAX_UPLOAD_BYTES"  # portal.middleware bounds bodies by it
 
+    @extend_schema_serializer(component_name="JobSubmitInput")  # each API's "Input" its own schema
     class InputSerializer(serializers.Serializer):
         model = serializers.CharField()
         version = serializers.IntegerField(required=False, min_value=1)

@@ -1,6 +1,6 @@
 """``POST /api/models/<name>/versions``: publish a new version from a multipart archive upload."""
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import MultiPartParser
@@ -40,6 +40,7 @@ class VersionPublishApi(APIView):
     parser_classes = [MultiPartParser]
     max_body_setting = "MODEL_PUBLISH_MAX_UPLOAD_BYTES"  # portal.middleware.BodySizeLimitMiddleware
 
+    @extend_schema_serializer(component_name="VersionPublishInput")  # each API's "Input" its own schema
     class InputSerializer(serializers.Serializer):
         archive = serializers.FileField(allow_empty_file=False)
         feature_importance = serializers.FileField(required=False, allow_empty_file=False)

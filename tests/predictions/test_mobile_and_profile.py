@@ -51,6 +51,7 @@ def test_phone_width_pages_fit_and_a_big_csv_becomes_a_job(chromium, live_server
     django_user_model.objects.create_user(username="ada", password="pw-ada-123")
     settings.PREDICT_MAX_UPLOAD_BYTES = 400  # a few rows are "too big" to predict inline
     settings.PREDICT_JOB_CHUNK_ROWS = 10  # and a job predicts them in chunks under that limit
+    settings.REDIS_URL = ""  # the job runs in a thread of this server (no Celery worker here)
     context = chromium.new_context(viewport=PHONE, device_scale_factor=1)
     page = context.new_page()
     page.set_default_timeout(60_000)

@@ -12,7 +12,7 @@ time per child (prefetch 1) keeps chunks spread over every child instead of queu
 import os
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_process_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
@@ -46,8 +46,16 @@ app.autodiscover_tasks(["predictions"])
 
 
 @worker_process_init.connect
-def _start_invalidation_subscriber(**kwargs):
-    # Each prefork child has its own memory tier, so each listens for clears itself.
-    from cache_app.services.fleet import invalidation_subscriber_start
+def _runtime_start(**kwargs):
+    # Each prefork child has its own memory tier, so each listens for clears itself; it answers no web
+    # request, so promotions do not wait for it.
+    from cache_app.services import runtime
 
-    invalidation_subscriber_start()
+    runtime.start(serving=False)
+
+
+@worker_process_shutdown.connect
+def _runtime_stop(**kwargs):
+    from cache_app.services import runtime
+
+    runtime.stop()

@@ -50,21 +50,23 @@ def on_starting(server):
 def post_fork(server, worker):
     import threading
 
-    from cache_app.services import fleet
+    from cache_app.services import runtime
     from predictions.jobs.dispatch import jobs_resume_interrupted
 
-    # Each worker listens for clears from other nodes so its memory tier drops them at once.
-    fleet.invalidation_subscriber_start()
+    # The worker's own background parts: the listener for other nodes' clears, the cache folder's sweeper,
+    # the promotion poller (cache_app.services.runtime).
+    runtime.start(serving=True)
     # Jobs a restart interrupted go on (without a broker they ran in a server thread); in the background,
     # so the worker serves meanwhile.
     threading.Thread(target=jobs_resume_interrupted, name="jobs-resume", daemon=True).start()
 
 
 def worker_exit(server, worker):
-    """In the worker, on its way out (a graceful stop, a restart, max_requests): nothing logged is lost."""
-    from predictions.prediction_logs import prediction_logs_flush_at_exit
+    """In the worker, on its way out (a graceful stop, a restart, max_requests): nothing counted or logged is
+    lost."""
+    from cache_app.services import runtime
 
-    prediction_logs_flush_at_exit()
+    runtime.stop()
 
 
 def child_exit(server, worker):

@@ -6,8 +6,9 @@ class PredictionsConfig(AppConfig):
     verbose_name = "Models and predictions"
 
     def ready(self):
+        from cache_app.services import runtime
         from cache_app.services.serving import loader_register
-        from predictions import loaders, lookups
+        from predictions import loaders, lookups, prediction_logs, promotion
 
         # Warming an artifact anywhere (admin, API, commands) loads it as predictions are served.
         loader_register(loaders.predictor_load)
@@ -15,7 +16,8 @@ class PredictionsConfig(AppConfig):
         # Changes made in this process reach its cached lookups at once (others' within their TTL).
         lookups.receivers_connect()
 
-        from predictions import promotion
-
-        # Under gunicorn, every worker forked from here polls for promotions to warm before they switch.
-        promotion.serving_poller_install()
+        # This app's per-process parts, started and stopped with the engine's by the server hooks.
+        runtime.register(runtime.Part("lookups", reset=lookups.lookups_reset))
+        runtime.register(runtime.Part("prediction logs", stop=prediction_logs.prediction_logs_flush_at_exit))
+        # Every gunicorn worker polls for promotions to warm before they switch (web requests only).
+        runtime.register(runtime.Part("promotion poller", start=promotion.serving_poller_start, serving_only=True))

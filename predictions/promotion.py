@@ -17,7 +17,6 @@ answering with the old version until its lookup cache expires.
 
 import logging
 import os
-import sys
 import threading
 import time
 from datetime import timedelta
@@ -209,24 +208,6 @@ def serving_poller_start() -> bool:
         _poller_pid = os.getpid()
     threading.Thread(target=_poll_forever, name="promotion-poller", daemon=True).start()
     return True
-
-
-def serving_poller_install() -> None:
-    """In a gunicorn master (which preloads the app and then forks), start a poller in every worker it forks.
-
-    Only gunicorn: Celery children and management commands do not serve ``?alias=`` requests, and the
-    promoter must not wait for them.
-    """
-    if os.path.basename(sys.argv[0] or "") != "gunicorn":
-        return
-    master = os.getpid()
-
-    def after_fork_in_child():
-        # Workers only: not a process a worker itself forks (a subprocess with a preexec hook, a pool).
-        if os.getppid() == master:
-            serving_poller_start()
-
-    os.register_at_fork(after_in_child=after_fork_in_child)
 
 
 _seen_written: tuple[int, float] | None = None  # (pid, monotonic time) of this process's last heartbeat

@@ -26,22 +26,19 @@ def isolated_cache(settings, tmp_path):
     """Every test gets its own cache folder, origin folder, results folder and node name, and a fresh
     in-process state."""
     from cache_app.services import runtime
-    from predictions import lookups
 
     settings.MODEL_CACHE_DIR = tmp_path / "model_cache"
     settings.MODEL_ORIGIN_URI = (tmp_path / "origin").as_uri()
     settings.MODEL_SHARED_URI = ""
     settings.NODE_NAME = "test-node"
-    # Logs written in the request, so a test can read them at once (tests of the buffer turn it back on);
-    # cached lookups forgotten, as test databases reuse primary keys.
+    # Logs written in the request, so a test can read them at once (tests of the buffer turn it back on).
     settings.PREDICTION_LOG_BUFFER = False
-    lookups.lookups_reset()
     results = {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path / "results")}}
     settings.STORAGES = {**settings.STORAGES, "results": results}
+    # Every per-process part afresh, cached lookups included: test databases reuse primary keys.
     runtime.reset()
     yield
     runtime.reset()
-    lookups.lookups_reset()
 
 
 @pytest.fixture(autouse=True)

@@ -22,7 +22,7 @@ from cache_app.models import Artifact, CacheEntry, FetchRecord, Tier
 from cache_app.services import archives, eviction
 from cache_app.services.errors import ArtifactUnavailable, CacheStorageFault
 from cache_app.services.eviction import TEMP_FOLDER, folder_quarantine, folder_remove
-from cache_app.services.housekeeping import ENTRY_NAME, cache_root, cache_root_claim, sweeper_start
+from cache_app.services.housekeeping import ENTRY_NAME, cache_root, cache_root_claim
 from cache_app.services.integrity import HashingWriter
 from cache_app.services.locks import fetch_failure_forget, fetch_failure_remember, single_flight
 from cache_app.services.stats import counters
@@ -86,7 +86,6 @@ def shared_location(artifact: Artifact) -> Location | None:
 def artifact_fetch(*, artifact: Artifact) -> Fetched:
     started = time.monotonic()
     cache_root_claim()
-    sweeper_start()
     while True:
         hit = _disk_hit(artifact, started=started)
         if hit is not None:

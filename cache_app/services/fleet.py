@@ -39,9 +39,6 @@ def redis_client():
             _client = redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=5.0)
             _client_url = url
         client = _client
-    # Any process that talks to Redis also listens for clears: a lazy start that survives forks (gunicorn
-    # workers, Celery children) without depending on a server hook.
-    invalidation_subscriber_start()
     return client
 
 

@@ -128,7 +128,7 @@ _sweeper_stop = threading.Event()
 
 
 def sweeper_start() -> None:
-    """Start this process's sweeper if it is not running. Idempotent and cheap: called on every fetch."""
+    """Start this process's sweeper if it is not running (``runtime.start``). Idempotent."""
     global _sweeper_pid, _sweeper_stop
     if _sweeper_pid == os.getpid():
         return

@@ -110,7 +110,8 @@ def test_unused_lock_files_are_swept_and_held_ones_kept(make_artifact, cache_dir
 def test_leftovers_are_swept_while_running_not_only_at_start(make_artifact, cache_dir, settings):
     settings.MODEL_CACHE_SWEEP_SECONDS = 0.1
     artifact = make_artifact()
-    artifact_fetch(artifact=artifact)  # a running server: the sweeper thread starts with the first fetch
+    artifact_fetch(artifact=artifact)
+    runtime.start(serving=True)  # as a server process starts after its fork: the sweeper runs from now
     dead = cache_dir / ".tmp" / "7-0badc0de-g3.89ab.dir"
     dead.mkdir(parents=True)
     give_up = time.monotonic() + 10

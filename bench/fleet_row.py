@@ -1,4 +1,4 @@
-"""Fleet throughput (issue 6): a CSV batch job of 1M rows (quick: 100k) with 1 and 2 Celery workers, speedup
+"""Fleet throughput: a CSV batch job of 1M rows (quick: 100k) with 1 and 2 Celery workers, speedup
 reported.
 
 ``bench.jobs_wait.job_run_and_wait`` is called in a fresh child process
@@ -28,7 +28,7 @@ from bench.runtime import base_env
 
 REDIS_DB = int(os.environ.get("BENCH_REDIS_DB", "14"))
 REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
-NAME = "Fleet throughput (issue 6): CSV batch job"
+NAME = "Fleet throughput: CSV batch job"
 TARGET = "speedup reported"
 
 

@@ -1,4 +1,4 @@
-"""Cache state over REST (stats in the shape of seeds/model-cache-optimization.md, metrics).
+"""Cache state over REST: stats in the shape existing clients read (README, "REST API"), and metrics.
 
 Endpoints that name a model (clear by ``model_id``, warm, verify) live in ``predictions.cache_apis``:
 ``cache_app`` knows artifacts, not models."""

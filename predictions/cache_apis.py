@@ -1,4 +1,4 @@
-"""Cache management for one model or all, in the shapes of seeds/model-cache-optimization.md.
+"""Cache management for one model or all, in the shapes existing clients use (README, "REST API").
 
 Query parameters are checked strictly (an unknown or blank one is a 400 naming it) and every action is
 recorded with who did it (``cache_app.services.audit``), as the admin's actions are.

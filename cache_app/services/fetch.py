@@ -1,7 +1,7 @@
 """Getting an artifact onto this node's disk: the disk -> shared -> origin half of the tiered cache.
 
 ``artifact_fetch`` returns the extracted folder of an artifact, fetching it if needed, following the steps
-of DESIGN.md section 3: hit check, single flight, room first, streamed and verified download from the first
+of docs/architecture.md ("One prediction, step by step", 3.1): hit check, single flight, room first, streamed and verified download from the first
 tier with a good copy, safe extraction into a temporary folder, atomic rename, records, write-through.
 Integrity, ownership and fault handling are described in docs/cache-integrity.md.
 """

@@ -1,4 +1,4 @@
-"""The curl calls of seeds/model-cache-optimization.md, over real HTTP, answer in the seed's shapes.
+"""The curl calls existing clients make, over real HTTP, answer in the shapes those clients read.
 
     curl -X GET http://localhost:8000/api/models/cache/stats -H "Authorization: Bearer <token>"
     curl -X DELETE http://localhost:8000/api/models/cache -H "Authorization: Bearer <token>"

@@ -1,6 +1,6 @@
 """The benchmark's world: a fresh PORTAL_DATA_DIR, Django in this process, and real servers on loopback.
 
-Servers are started with tests.servers' helpers (free_port, _start, FaultProxy); ``_start`` reports a
+Servers are started with tests.servers' helpers (free_port, server_start, FaultProxy); ``server_start`` reports a
 server that cannot start with ``pytest.skip``, which we turn into ``ServerUnavailable``.
 """
 
@@ -74,19 +74,19 @@ def staff_token() -> str:
 def _start_server(command, *, log_path, ready_url, what):
     import pytest
 
-    from tests.servers import _start
+    from tests.servers import server_start
 
     try:
-        return _start(command, log_path=log_path, ready_url=ready_url, what=what, install_hint="")
+        return server_start(command, log_path=log_path, ready_url=ready_url, what=what, install_hint="")
     except pytest.skip.Exception as error:
         raise ServerUnavailable(str(error)) from None
 
 
 def stop(server) -> None:
-    from tests.servers import _stop
+    from tests.servers import server_stop
 
     process, log = server
-    _stop(process, log)
+    server_stop(process, log)
 
 
 def start_moto(run_dir: Path):

@@ -34,9 +34,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _start(command: list[str], *, log_path: Path, ready_url: str, what: str, install_hint: str):
+def server_start(command: list[str], *, log_path: Path, ready_url: str, what: str, install_hint: str):
     """Start ``command``; return the process once ``ready_url`` answers any HTTP status."""
-    log = open(log_path, "wb")  # noqa: SIM115 - closed in _stop
+    log = open(log_path, "wb")  # noqa: SIM115 - closed in server_stop
     try:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
     except OSError as error:
@@ -51,11 +51,11 @@ def _start(command: list[str], *, log_path: Path, ready_url: str, what: str, ins
             return process, log
         except (requests.ConnectionError, requests.Timeout):  # not listening yet, or still importing
             time.sleep(0.1)
-    _stop(process, log)
+    server_stop(process, log)
     pytest.skip(f"{what} did not start (see {log_path}); {install_hint}")
 
 
-def _stop(process: subprocess.Popen, log) -> None:
+def server_stop(process: subprocess.Popen, log) -> None:
     process.terminate()
     try:
         # Azurite's graceful stop waits for idle keep-alive connections that SDK pools never close;
@@ -84,7 +84,7 @@ def moto_server(tmp_path_factory):
         pytest.skip(f"{executable} not found; {hint}")
     port = free_port()
     endpoint_url = f"http://{LOOPBACK}:{port}"
-    process, log = _start(
+    process, log = server_start(
         [str(executable), "-H", LOOPBACK, "-p", str(port)],
         log_path=tmp_path_factory.mktemp("moto") / "moto.log",
         ready_url=endpoint_url,
@@ -92,7 +92,7 @@ def moto_server(tmp_path_factory):
         install_hint=hint,
     )
     yield MotoServer(endpoint_url=endpoint_url)
-    _stop(process, log)
+    server_stop(process, log)
 
 
 @pytest.fixture
@@ -148,7 +148,7 @@ def azurite_server(tmp_path_factory):
         pytest.skip(f"Azurite not found at {executable}; {hint}")
     port = free_port()
     location = tmp_path_factory.mktemp("azurite")
-    process, log = _start(
+    process, log = server_start(
         [
             str(executable),
             "--silent",
@@ -168,7 +168,7 @@ def azurite_server(tmp_path_factory):
         install_hint=hint,
     )
     yield AzuriteServer(blob_endpoint=f"http://{LOOPBACK}:{port}/{AZURITE_ACCOUNT}")
-    _stop(process, log)
+    server_stop(process, log)
 
 
 @pytest.fixture

@@ -20,4 +20,6 @@ class PredictionsConfig(AppConfig):
         runtime.register(runtime.Part("lookups", reset=lookups.lookups_reset))
         runtime.register(runtime.Part("prediction logs", stop=prediction_logs.prediction_logs_flush_at_exit))
         # Every gunicorn worker polls for promotions to warm before they switch (web requests only).
-        runtime.register(runtime.Part("promotion poller", start=promotion.serving_poller_start, serving_only=True))
+        runtime.register(runtime.Part("promotion poller", start=promotion.serving_poller_start,
+                                      stop=promotion.serving_poller_stop, reset=promotion.serving_poller_stop,
+                                      serving_only=True))

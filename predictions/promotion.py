@@ -197,17 +197,26 @@ def _lookups_forget(model_id: int) -> None:
 
 _poller_guard = threading.Lock()
 _poller_pid: int | None = None
+_poller_stop = threading.Event()
 
 
 def serving_poller_start() -> bool:
     """Register this process as serving and start its poller thread. Idempotent per process (per pid)."""
-    global _poller_pid
+    global _poller_pid, _poller_stop
     with _poller_guard:
         if _poller_pid == os.getpid():
             return False
         _poller_pid = os.getpid()
-    threading.Thread(target=_poll_forever, name="promotion-poller", daemon=True).start()
+        _poller_stop = threading.Event()
+    threading.Thread(target=_poll_forever, args=(_poller_stop,), name="promotion-poller", daemon=True).start()
     return True
+
+
+def serving_poller_stop() -> None:
+    global _poller_pid
+    with _poller_guard:
+        _poller_stop.set()
+        _poller_pid = None
 
 
 _seen_written: tuple[int, float] | None = None  # (pid, monotonic time) of this process's last heartbeat
@@ -243,9 +252,9 @@ def serving_process_forget() -> None:
     ServingProcess.objects.filter(node=settings.NODE_NAME, pid=os.getpid()).delete()
 
 
-def _poll_forever() -> None:
+def _poll_forever(stop: threading.Event) -> None:
     since = timezone.now()
-    while True:
+    while not stop.is_set():
         try:
             # The window overlaps by one interval: a switch committed during a round is seen by the next.
             began = timezone.now() - timedelta(seconds=settings.PROMOTION_POLL_SECONDS)
@@ -255,4 +264,4 @@ def _poll_forever() -> None:
             logger.exception("promotion poller round failed")
         finally:
             close_old_connections()
-        time.sleep(settings.PROMOTION_POLL_SECONDS)
+        stop.wait(settings.PROMOTION_POLL_SECONDS)

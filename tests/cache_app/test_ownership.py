@@ -111,7 +111,7 @@ def test_leftovers_are_swept_while_running_not_only_at_start(make_artifact, cach
     settings.MODEL_CACHE_SWEEP_SECONDS = 0.1
     artifact = make_artifact()
     artifact_fetch(artifact=artifact)
-    runtime.start(serving=True)  # as a server process starts after its fork: the sweeper runs from now
+    runtime.start(serving=False)  # as a server process starts after its fork: the sweeper runs from now
     dead = cache_dir / ".tmp" / "7-0badc0de-g3.89ab.dir"
     dead.mkdir(parents=True)
     give_up = time.monotonic() + 10

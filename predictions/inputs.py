@@ -77,9 +77,6 @@ class Rows:
     warnings_omitted: int = 0
     row_warnings: list[list[str]] = field(default_factory=list)  # per row, every warning: "field: message"
 
-    def __len__(self) -> int:
-        return len(self.cells)
-
 
 class _Warnings:
     """The first warnings of a request in full (for JSON), and every warning as text per row (for CSV)."""
@@ -159,6 +156,17 @@ def csv_text_stream(data, *, limit: int, what: str) -> io.TextIOWrapper:
 
 def rows_from_records(*, version, header: list[str], records: Iterable[tuple[int, list[str]]]) -> Rows:
     """Rows from CSV records already read (``CSVRecords``): numbered cells under ``header``."""
+    checker, cells, typed_rows, numbers = _records_checked(version, header, records)
+    return checker.rows(columns=header, cells=cells, typed=typed_rows, numbers=numbers)
+
+
+def records_validate(*, version, header: list[str], records: Iterable[tuple[int, list[str]]]) -> None:
+    """Raise ``InvalidInput`` as ``rows_from_records`` would, without building the frame (a job's upload is
+    checked whole when it is submitted, and predicted chunk by chunk later)."""
+    _records_checked(version, header, records)
+
+
+def _records_checked(version, header: list[str], records: Iterable[tuple[int, list[str]]]):
     checker = _RowChecker(version)
     unknown = [name for name in header if name not in checker.features and name != version.label]
     absent = [name for name in checker.features if name not in header]
@@ -180,7 +188,7 @@ def rows_from_records(*, version, header: list[str], records: Iterable[tuple[int
     checker.errors.raise_if_any()
     if not cells:
         raise InvalidInput({"file": "has a header but no data rows"})
-    return checker.rows(columns=header, cells=cells, typed=typed_rows, numbers=numbers)
+    return checker, cells, typed_rows, numbers
 
 
 class CSVRecords:

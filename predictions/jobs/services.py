@@ -79,7 +79,7 @@ def _split(version: ModelVersion, data, chunk_rows: int) -> Iterator[tuple[str, 
         yield "chunk", [first_record, len(chunk), _chunk_text(version, records.header, chunk, previous)]
 
 def _chunk_text(version: ModelVersion, header: list[str], chunk: list[tuple[int, list[str]]], previous: int) -> str:
-    inputs.rows_from_records(version=version, header=header, records=chunk)
+    inputs.records_validate(version=version, header=header, records=chunk)
     out = io.StringIO()
     writer = csv.writer(out)  # "\r\n": a carriage return inside a cell is quoted, so the row reads back whole
     for number, values in chunk:

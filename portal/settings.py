@@ -262,9 +262,9 @@ PREDICTION_LOG_FLUSH_SECONDS = env.float("PREDICTION_LOG_FLUSH_SECONDS", default
 # Logs kept per process while the database is down; past it the oldest are dropped (and counted in the log).
 PREDICTION_LOG_BUFFER_MAX = env.int("PREDICTION_LOG_BUFFER_MAX", default=100_000)
 # Concurrent small requests for one model in one process share a predict call of up to this many rows,
-# waiting at most this long for company, and only when requests are already queueing (never when idle).
+# waiting at most this long for company, and only while other requests are on their way (never when idle).
 PREDICT_BATCH_MAX_ROWS = env.int("PREDICT_BATCH_MAX_ROWS", default=64)
-PREDICT_BATCH_MAX_WAIT_MS = env.float("PREDICT_BATCH_MAX_WAIT_MS", default=1.0)
+PREDICT_BATCH_MAX_WAIT_MS = env.float("PREDICT_BATCH_MAX_WAIT_MS", default=2.0)
 # OpenMP threads (LightGBM, XGBoost) one large prediction may use in a worker; 0: the cores divided among the
 # WEB_CONCURRENCY workers, so that they do not oversubscribe the machine. Small batches always use one.
 PREDICT_THREADS_PER_WORKER = env.int("PREDICT_THREADS_PER_WORKER", default=0)

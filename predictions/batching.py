@@ -4,20 +4,24 @@ A model's predict costs about as much for one row as for dozens (AutoGluon's fea
 calls are per call, not per row), so under load a server that predicts each request alone spends most of its
 CPU on that fixed cost. Here a request joins the *lane* of its predictor:
 
-- An idle lane: the request predicts at once, alone. One client never waits (its latency is unbatched).
+- An idle lane: the request leads at once. It waits for company only while other prediction requests are
+  on their way in this process (``expected``: counted from the API view's first line to their lane), so one
+  client never waits, and its latency is unbatched.
 - A busy lane (another request is predicting): the request queues. When the running predict ends, its
-  thread hands the lane to the first queued request, which waits up to ``PREDICT_BATCH_MAX_WAIT_MS`` for
-  more company (or until ``PREDICT_BATCH_MAX_ROWS`` rows), then predicts all queued frames concatenated
-  into one, and hands each request exactly its own rows' answers.
+  thread hands the lane to the first queued request, which leads the same way.
 
-Batches form only when requests already queue, so the wait is paid only under load, where it is repaid by
-the shared call. Every answer still comes from ``loaders.predictor_answer`` (one function for the whole
-portal): rows are independent in AutoGluon's tabular inference, so a row's answer does not depend on its
-neighbours. Frames are only joined when their column dtypes are identical, so concatenation changes no
-value or type a request would have had alone. A request of ``PREDICT_BATCH_MAX_ROWS`` rows or more runs
-alone, as before.
+A leader waits at most ``PREDICT_BATCH_MAX_WAIT_MS``, and stops at ``PREDICT_BATCH_MAX_ROWS`` rows or as soon
+as no request is on its way, then predicts all queued frames concatenated into one and hands each request
+exactly its own rows' answers. Waiting for requests that are still being parsed is what makes batches large
+in a threaded server: a predict holds the GIL, so little else advances while it runs.
+
+Every answer still comes from ``loaders.predictor_answer`` (one function for the whole portal): rows are
+independent in AutoGluon's tabular inference, so a row's answer does not depend on its neighbours. Frames are
+only joined when their column dtypes are identical, so concatenation changes no value or type a request would
+have had alone. A request of ``PREDICT_BATCH_MAX_ROWS`` rows or more runs alone, as before.
 """
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass
@@ -48,6 +52,9 @@ class _Lane:
 _lock = threading.Lock()
 _arrived = threading.Condition(_lock)
 _lanes: dict[tuple, _Lane] = {}
+# Prediction requests of this process between the API view's start and their lane (or their refusal).
+_expected = 0
+_expecting = threading.local()
 # Requests answered by a shared call, and the most requests one call answered: for tests and operators.
 shared_calls = {"requests": 0, "largest": 0}
 
@@ -56,12 +63,15 @@ def predictor_answer_batched(predictor, frame) -> tuple[list, list[dict] | None]
     """``loaders.predictor_answer(predictor, frame)``, sharing the predict call with concurrent requests."""
     max_rows = settings.PREDICT_BATCH_MAX_ROWS
     if len(frame) >= max_rows or max_rows <= 1:
+        with _lock:
+            _arrival_count()
         return _answer(predictor, frame)
     # The predictor object itself (its id, held alive by the lane), so a reloaded model never shares a batch
     # with the copy it replaced; and the dtypes, so joined frames keep every column's type.
     key = (id(predictor), tuple(map(str, frame.dtypes)))
     request = _Request(frame=frame, done=threading.Event())
     with _lock:
+        _arrival_count()
         lane = _lanes.get(key)
         if lane is None:
             lane = _lanes[key] = _Lane(predictor=predictor, pending=[])
@@ -73,18 +83,45 @@ def predictor_answer_batched(predictor, frame) -> tuple[list, list[dict] | None]
         request.done.wait()
         if not request.lead:
             return _outcome(request)
-    _lead(key, lane, wait=not lead)
+    _lead(key, lane)
     return _outcome(request)
 
 
-def _lead(key: tuple, lane: _Lane, *, wait: bool) -> None:
+@contextlib.contextmanager
+def expected():
+    """Around a prediction request, from before its body is parsed: leaders wait for it (briefly)."""
+    global _expected
+    if settings.PREDICT_BATCH_MAX_ROWS <= 1:
+        yield
+        return
+    with _lock:
+        _expected += 1
+        _expecting.counted = True
+    try:
+        yield
+    finally:
+        if getattr(_expecting, "counted", False):  # refused, or predicted without a lane
+            with _lock:
+                _arrival_count()
+
+
+def _arrival_count() -> None:
+    """This thread's expected request has arrived (or will not): called with ``_lock`` held."""
+    global _expected
+    if getattr(_expecting, "counted", False):
+        _expecting.counted = False
+        _expected -= 1
+        if _expected == 0:
+            _arrived.notify_all()
+
+
+def _lead(key: tuple, lane: _Lane) -> None:
     """Predict the lane's queued requests (this thread's own first) as one batch, then hand the lane on."""
     max_rows = settings.PREDICT_BATCH_MAX_ROWS
     with _lock:
-        if wait:
-            deadline = time.monotonic() + settings.PREDICT_BATCH_MAX_WAIT_MS / 1000
-            while _rows(lane.pending) < max_rows and (left := deadline - time.monotonic()) > 0:
-                _arrived.wait(left)
+        deadline = time.monotonic() + settings.PREDICT_BATCH_MAX_WAIT_MS / 1000
+        while _expected > 0 and _rows(lane.pending) < max_rows and (left := deadline - time.monotonic()) > 0:
+            _arrived.wait(left)
         batch, rows = [], 0
         for queued in lane.pending:
             if batch and rows + len(queued.frame) > max_rows:

@@ -17,6 +17,7 @@ import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, NamedTuple, TypeVar
 
@@ -220,7 +221,10 @@ def _extract_into(dest_dir: Path, limits: ExtractionLimits, archive_size: int, e
 
     extractor = _Extractor(root=dest_dir, limits=limits, archive_size=archive_size)
     try:
-        extract(extractor)
+        try:
+            extract(extractor)
+        finally:
+            extractor.synced()
     except BaseException:
         # Leave nothing a caller could mistake for a usable (if partial) artifact.
         if created:
@@ -264,6 +268,24 @@ class _Extractor:
         self.files: set[tuple[str, ...]] = set()
         self.dirs: set[tuple[str, ...]] = {()}
         self.manifest_files: dict[str, dict] = {}
+        self._syncing: list[Future] = []
+        self._syncer: ThreadPoolExecutor | None = None
+
+    def synced(self) -> None:
+        """Wait until every file written is on disk; raise the first error of syncing one."""
+        if self._syncer is None:
+            return
+        self._syncer.shutdown(wait=True)
+        self._syncer = None
+        for future in self._syncing:
+            future.result()
+
+    def _sync_later(self, fd: int) -> None:
+        # Each file is synced while the next one is extracted: the disk's flush and our decompression
+        # overlap instead of taking turns. The descriptor is a duplicate, closed once synced.
+        if self._syncer is None:
+            self._syncer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="extract-fsync")
+        self._syncing.append(self._syncer.submit(_fsync_and_close, os.dup(fd)))
 
     def begin(self, name: str) -> tuple[str, ...]:
         """Count a member and return its normalised path parts, refusing names that could escape root."""
@@ -315,9 +337,9 @@ class _Extractor:
                 digest.update(chunk)
                 size += len(chunk)
                 self.written += len(chunk)
-            # The commit rename makes the folder visible; its files must be on disk by then.
+            # The commit rename makes the folder visible; its files must be on disk by then (synced()).
             out.flush()
-            os.fsync(fd)
+            self._sync_later(fd)
         self.manifest_files["/".join(parts)] = {"blake3": digest.hexdigest(), "size": size}
 
     def _check_caps(self, name: str, incoming: int) -> None:
@@ -342,6 +364,13 @@ class _Extractor:
             os.mkdir(path, _DIR_MODE)
             os.chmod(path, _DIR_MODE)  # the umask may have narrowed the mode given to os.mkdir
             self.dirs.add(prefix)
+
+
+def _fsync_and_close(fd: int) -> None:
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _extract_zip(extractor: _Extractor, archive_path: Path) -> None:

@@ -12,6 +12,7 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +25,12 @@ from cache_app.services.errors import ArtifactUnavailable, CacheStorageFault
 from cache_app.services.eviction import TEMP_FOLDER, folder_quarantine, folder_remove
 from cache_app.services.housekeeping import ENTRY_NAME, cache_root, cache_root_claim
 from cache_app.services.integrity import HashingWriter
-from cache_app.services.locks import fetch_failure_forget, fetch_failure_remember, single_flight
+from cache_app.services.locks import (
+    fetch_failure_forget,
+    fetch_failure_remember,
+    flight_landed,
+    single_flight,
+)
 from cache_app.services.stats import counters
 from cache_app.services.streaming import StreamedExtraction
 from cache_app.services.tiers import tier_for
@@ -90,16 +96,20 @@ def artifact_fetch(*, artifact: Artifact) -> Fetched:
         hit = _disk_hit(artifact, started=started)
         if hit is not None:
             return hit
-        complete = entry_dir(artifact) / COMPLETE_MARKER
         with single_flight(
-            artifact.cache_key, timeout=settings.MODEL_FETCH_WAIT_SECONDS, done=complete.exists
+            artifact.cache_key, timeout=settings.MODEL_FETCH_WAIT_SECONDS, done=lambda: _landed(artifact)
         ) as must_fetch:
             if must_fetch:
                 counters().record(Tier.DISK, misses=1)
                 # The deadline bounds the transfer, so it starts now: waiting for others has its own limit.
                 deadline = time.monotonic() + settings.MODEL_FETCH_DEADLINE_SECONDS
                 try:
-                    fetched = _fetch_into_disk(artifact, started=started, deadline=deadline)
+                    fetched = _fetch_into_disk(
+                        artifact,
+                        started=started,
+                        deadline=deadline,
+                        on_committed=lambda: flight_landed(artifact.cache_key),
+                    )
                 except ArtifactUnavailable as error:
                     # Remembered while the locks are still held, so every waiter sees it when it wakes.
                     fetch_failure_remember(artifact.cache_key, error)
@@ -110,17 +120,33 @@ def artifact_fetch(*, artifact: Artifact) -> Fetched:
         # queue behind each other's database writes; if it was evicted meanwhile, go round again.
 
 
+def _landed(artifact: Artifact) -> bool:
+    """Single flight's "done": the folder is complete. The thread that notices looks its row up before it
+    wakes the threads waiting behind it, so they find the id here instead of each making the same query."""
+    if not (entry_dir(artifact) / COMPLETE_MARKER).exists():
+        return False
+    if artifact.cache_key not in _entry_ids:
+        entry_id = _entry_id_lookup(artifact)
+        if entry_id is not None:
+            _entry_ids[artifact.cache_key] = entry_id
+    return True
+
+
+def _entry_id_lookup(artifact: Artifact) -> int | None:
+    return (
+        CacheEntry.objects.filter(artifact=artifact, node=settings.NODE_NAME, tier=Tier.DISK)
+        .values_list("pk", flat=True)
+        .first()
+    )
+
+
 def _disk_hit(artifact: Artifact, *, started: float) -> Fetched | None:
     folder = entry_dir(artifact)
     if not (folder / COMPLETE_MARKER).exists():
         return None
     entry_id = _entry_ids.get(artifact.cache_key)
     if entry_id is None:
-        entry_id = (
-            CacheEntry.objects.filter(artifact=artifact, node=settings.NODE_NAME, tier=Tier.DISK)
-            .values_list("pk", flat=True)
-            .first()
-        )
+        entry_id = _entry_id_lookup(artifact)
     if entry_id is None:
         # A complete folder without a row (the database was reset, or a crash between rename and record):
         # adopt it; its files are checked against the manifest before they are loaded.
@@ -136,7 +162,9 @@ def _disk_hit(artifact: Artifact, *, started: float) -> Fetched | None:
     return Fetched(path=folder / MODEL_FOLDER, tier=Tier.DISK, seconds=time.monotonic() - started, entry_id=entry_id)
 
 
-def _fetch_into_disk(artifact: Artifact, *, started: float, deadline: float) -> Fetched:
+def _fetch_into_disk(
+    artifact: Artifact, *, started: float, deadline: float, on_committed: Callable[[], None] = lambda: None
+) -> Fetched:
     current = Artifact.objects.filter(pk=artifact.pk).values_list("generation", flat=True).first()
     if current is not None and current > artifact.generation:
         # Downloading a generation already cleared would only make a folder nobody asks for.
@@ -169,6 +197,8 @@ def _fetch_into_disk(artifact: Artifact, *, started: float, deadline: float) -> 
         steps["extract"] = time.monotonic() - step
 
         entry = disk_entry_record(artifact, final, verified=True, size_bytes=unpacked)
+        # Committed and recorded: whoever waits can serve it now, not after the bookkeeping and write-through.
+        on_committed()
         if artifact.unpacked_bytes != unpacked:
             artifact.unpacked_bytes = unpacked
             artifact.save(update_fields=["unpacked_bytes"])
@@ -238,7 +268,10 @@ def _download_verified(artifact: Artifact, archive_path: Path, *, deadline: floa
         extraction = _streamed_extraction(artifact, staging / MODEL_FOLDER)
         succeeded = False
         try:
-            writer = HashingWriter(archive_path, on_ordered=extraction.feed if extraction else None)
+            # The archive itself is only kept when it is extracted afterwards or written through to the shared
+            # tier; otherwise its bytes go from the network through the hash into the extraction, once.
+            keep = extraction is None or (tier == Tier.ORIGIN and shared_location(artifact) is not None)
+            writer = HashingWriter(archive_path, on_ordered=extraction.feed if extraction else None, keep=keep)
             try:
                 with writer:
                     tier_for(location).download(location, writer, deadline=deadline)

@@ -1,7 +1,8 @@
 """Single flight: one fetch per artifact per node, and per fleet when Redis is configured.
 
 Three layers, taken in this order and released in reverse:
-1. one leading thread per key in each process; the others wait on an event, so they wake together;
+1. one leading thread per key in each process; the others wait on an event, set as soon as the leader has
+   committed (``flight_landed``), so they wake together and leave without taking any lock;
 2. an flock on a lock file in the cache folder, so worker processes of one node queue (the OS frees it if
    the holder dies, so a killed worker never wedges the node);
 3. a Redis lock, so nodes queue and the origin sees one download. Its lease is short and renewed while
@@ -107,11 +108,25 @@ def _thread_flight(key: str, *, deadline: float, done: Callable[[], bool]) -> It
             raise _Done
         # The leader failed: its error is ours, unless it is old news (then the next one here leads).
         _raise_recent_failure(key)
+        with _guard:
+            landed_but_gone = _flights.get(key) is flight
+        if landed_but_gone:
+            # It landed, yet the work is not done (evicted at once): wait for the leader to leave, then lead.
+            time.sleep(FILE_LOCK_POLL_SECONDS)
     try:
         yield
     finally:
         with _guard:
             del _flights[key]
+        flight.set()
+
+
+def flight_landed(key: str) -> None:
+    """Called by the leader once the work is done and visible: this process's waiters wake now, together,
+    and leave (``done`` is true for them) while the leader finishes what only it needs."""
+    with _guard:
+        flight = _flights.get(key)
+    if flight is not None:
         flight.set()
 
 

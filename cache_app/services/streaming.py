@@ -21,6 +21,10 @@ _END = b""
 _ABANDON = None
 
 
+def _immutable(data) -> bool:
+    return isinstance(data, bytes) or (isinstance(data, memoryview) and isinstance(data.obj, bytes))
+
+
 class ExtractionAbandoned(Exception):
     """The download stopped before the archive's end (failure or checksum mismatch)."""
 
@@ -81,8 +85,9 @@ class StreamedExtraction:
 
     def feed(self, data) -> None:
         if len(data):
-            # A copy: the SDK may reuse its buffer once the write returns.
-            self._put(bytes(data))
+            # Immutable bytes (or a view of them) are passed on as they are; anything else is copied, since
+            # its owner may reuse the buffer once the write returns.
+            self._put(data if _immutable(data) else bytes(data))
 
     def finish(self) -> dict:
         """Wait for the extraction of the whole (verified) archive; raise what it raised."""

@@ -20,7 +20,7 @@ from cache_app.services.tiers import (
 from tests.servers import QuietHTTPServer
 
 MiB = 1024 * 1024
-# Over the 8 MiB part size of both SDKs, so multipart / parallel ranges (written out of order) run.
+# Several chunks of the streamed GET, so a truncation in the middle is resumed with a ranged GET.
 PAYLOAD_BYTES = 20 * MiB + 12345
 # A persistent failure must end within the deadline; this is the scheduling slack allowed on top.
 SLACK_SECONDS = 1.5
@@ -105,7 +105,7 @@ def test_s3_retries_a_503_within_the_deadline(s3_behind_proxy, payload, tmp_path
     proxy.fail_next(2, status=503)
 
     assert download(location, tmp_path / "copy", seconds=30) == (payload[1], PAYLOAD_BYTES)
-    assert proxy.count(path_contains="model.zip") >= 2 + 1 + 3  # 2 failures, HEAD, 3 ranged GETs
+    assert proxy.count(path_contains="model.zip") >= 2 + 1  # 2 failures, then the streamed GET
 
 
 def test_s3_persistent_500_fails_within_the_deadline(s3_behind_proxy, tmp_path):
@@ -129,9 +129,9 @@ def test_s3_truncated_body_is_retried_or_refused_never_short(s3_behind_proxy, pa
         result = download(location, tmp_path / "copy", seconds=30)
     except TierError:
         return
-    # s3transfer re-fetches a range that ended early: the result must then be whole and exact.
+    # A stream that ended early is opened again where it stopped: the result must then be whole and exact.
     assert result == (payload[1], PAYLOAD_BYTES)
-    assert proxy.count(method="GET") >= 4
+    assert proxy.count(method="GET") >= 2
 
 
 def test_s3_always_truncated_raises(s3_behind_proxy, tmp_path):
@@ -172,7 +172,7 @@ def test_azure_retries_a_503_within_the_deadline(azure_behind_proxy, payload, tm
     proxy.fail_next(1, status=503)
 
     assert download(location, tmp_path / "copy", seconds=30) == (payload[1], PAYLOAD_BYTES)
-    assert proxy.count(method="GET", path_contains="model.zip") >= 1 + 3  # the failure, then 3 ranges
+    assert proxy.count(method="GET", path_contains="model.zip") >= 1 + 1  # the failure, then the stream
 
 
 def test_azure_persistent_500_fails_within_the_deadline(azure_behind_proxy, tmp_path):

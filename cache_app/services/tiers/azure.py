@@ -8,11 +8,12 @@ from contextlib import contextmanager
 from typing import BinaryIO
 
 import requests
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContainerClient, ExponentialRetry
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from . import adaptive
 from .base import Location, ObjectMissing, RemoteTier, TierError
 
 MiB = 1024 * 1024
@@ -20,8 +21,7 @@ MiB = 1024 * 1024
 CONNECT_TIMEOUT = 10.0
 # The longest silence tolerated on an open connection; downloads lower it to the time left.
 READ_TIMEOUT = 60.0
-# Ranges of 8 MiB, 8 in flight: the first GET stays small so the rest runs in parallel, and HashingWriter
-# holds at most the out-of-order ranges of that window in memory.
+# Uploads: blocks of 8 MiB, 8 in flight.
 CHUNK_SIZE = 8 * MiB
 CONCURRENCY = 8
 DEADLINE_OPTION = "portal_deadline"
@@ -49,6 +49,14 @@ class _DeadlineRetry(ExponentialRetry):
             transport.sleep(backoff)
 
 
+def _stream_with_headers(response, stream, headers):
+    return response, stream, headers
+
+
+def _nothing() -> None:
+    pass
+
+
 class AzureTier(RemoteTier):
     """One container. The service client is built on first use, from settings read at that time."""
 
@@ -60,28 +68,40 @@ class AzureTier(RemoteTier):
         self._container_client: ContainerClient | None = None
 
     def download(self, location: Location, writer: BinaryIO, *, deadline: float) -> None:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if deadline - time.monotonic() <= 0:
             raise TierError("deadline passed before the download started")
-
-        def check_deadline(current: int, total: int | None) -> None:
-            # Called after each range lands: a slow trickle that never trips the read timeout still
-            # ends on time (raised in a worker thread, it surfaces from readinto).
-            if time.monotonic() > deadline:
-                raise TierError(f"deadline passed while downloading {location.uri}")
-
         blob = self._client().get_blob_client(location.key)
+
+        def open_range(start: int):
+            remaining = max(0.001, deadline - time.monotonic())
+            # The SDK's public downloader reads each range whole into memory; its generated operation
+            # streams one GET, with the client's authentication, retries and deadline-aware policy.
+            try:
+                _, chunks, headers = blob._client.blob.download(  # noqa: SLF001
+                    range=f"bytes={start}-",
+                    # Server-side limit, then the client-side socket limits, each bounded by the time left.
+                    timeout=max(1, math.ceil(remaining)),
+                    read_timeout=min(READ_TIMEOUT, remaining),
+                    connection_timeout=min(CONNECT_TIMEOUT, remaining),
+                    cls=_stream_with_headers,
+                    **{DEADLINE_OPTION: deadline},
+                )
+            except HttpResponseError as error:
+                if start == 0 and error.status_code == 416:
+                    return iter(()), 0, _nothing  # an empty blob has no range to ask for
+                raise
+            total = int(headers["Content-Range"].rsplit("/", 1)[1])
+            return chunks, total, chunks.response.internal_response.close
+
         with self._errors(location, action="download"):
-            downloader = blob.download_blob(
-                max_concurrency=CONCURRENCY,
-                # Server-side limit, then the client-side socket limits, each bounded by the time left.
-                timeout=max(1, math.ceil(remaining)),
-                read_timeout=min(READ_TIMEOUT, remaining),
-                connection_timeout=min(CONNECT_TIMEOUT, remaining),
-                progress_hook=check_deadline,
-                **{DEADLINE_OPTION: deadline},
+            adaptive.transfer(
+                open_range,
+                writer,
+                deadline=deadline,
+                attempts=max(1, settings.MODEL_FETCH_RETRIES),
+                retryable=(AzureError, requests.RequestException),
+                what=location.uri,
             )
-            downloader.readinto(writer)
 
     def upload(self, location: Location, source_path: os.PathLike | str) -> None:
         blob = self._client().get_blob_client(location.key)
@@ -133,6 +153,8 @@ class AzureTier(RemoteTier):
                     max_chunk_get_size=CHUNK_SIZE,
                     max_block_size=CHUNK_SIZE,
                     max_single_put_size=CHUNK_SIZE,
+                    # How much a streamed GET hands over at a time (the transport's default is 4 KiB).
+                    connection_data_block_size=adaptive.CHUNK_BYTES,
                 )
                 self._container_client = service.get_container_client(self.container)
             return self._container_client

@@ -15,6 +15,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from django.conf import settings
 
+from . import adaptive
 from .base import Location, ObjectMissing, RemoteTier, TierError
 
 MiB = 1024 * 1024
@@ -52,18 +53,28 @@ class S3Tier(RemoteTier):
     def download(self, location: Location, writer: BinaryIO, *, deadline: float) -> None:
         client = self._download_client(deadline=deadline)
 
-        def check_deadline(bytes_transferred: int = 0, **_ignored) -> None:
-            # Raised in s3transfer's worker threads, it cancels the transfer and surfaces from
-            # download_fileobj: a slow trickle that never trips the read timeout still ends on time.
+        def check_deadline(**_ignored) -> None:
+            # Checked before every attempt, so botocore's retries cannot run past the deadline either.
             if time.monotonic() > deadline:
                 raise TierError(f"deadline passed while downloading {location.uri}")
 
-        # Checked before every attempt, so botocore's retries cannot run past the deadline either.
+        def open_range(start: int):
+            ranged = {"Range": f"bytes={start}-"} if start else {}
+            response = client.get_object(Bucket=self.bucket, Key=location.key, **ranged)
+            body = response["Body"]
+            total = int(response["ContentRange"].rsplit("/", 1)[1]) if start else response["ContentLength"]
+            return body.iter_chunks(adaptive.CHUNK_BYTES), total, body.close
+
         client.meta.events.register("before-send.s3.*", check_deadline)
         try:
             with self._errors(location, action="download"):
-                client.download_fileobj(
-                    self.bucket, location.key, writer, Config=self._transfer_config(), Callback=check_deadline
+                adaptive.transfer(
+                    open_range,
+                    writer,
+                    deadline=deadline,
+                    attempts=max(1, settings.MODEL_FETCH_RETRIES),
+                    retryable=SDK_ERRORS,
+                    what=location.uri,
                 )
         finally:
             client.close()
@@ -84,8 +95,7 @@ class S3Tier(RemoteTier):
             self._shared_client().delete_object(Bucket=self.bucket, Key=location.key)
 
     def _transfer_config(self) -> TransferConfig:
-        # 8 parts of 8 MiB in flight: enough to fill a 10 Gb/s link to S3, and HashingWriter holds at
-        # most the out-of-order parts of that window in memory.
+        # Uploads: 8 parts of 8 MiB in flight, enough to fill a 10 Gb/s link to S3.
         return TransferConfig(
             multipart_threshold=8 * MiB,
             multipart_chunksize=8 * MiB,

@@ -1,0 +1,313 @@
+"""One streamed GET, and ranged GETs for the tail only while they make the transfer faster.
+
+Which is faster depends on the server and the path to it, not on its name: some servers send one long GET
+at full speed and answer every range as if they read the whole object first, while a store at a distance
+rewards parallel ranges. So a transfer starts one open-ended GET and watches where its time goes. While
+the streams spend most of their time waiting for bytes (the network is the limit, not our hashing and
+extraction), it opens one more open-ended GET for the second half of the largest range left, and keeps it
+only if the aggregate rate rose; otherwise the stream it split from reads on through that range and the
+transfer stays as it is.
+
+Every byte is handed to ``writer.write_at`` once, at its offset; a stream only reads past bytes another one
+already wrote. The tier supplies ``open_range(start)``: the object's bytes from ``start`` to its end, as
+chunks, with the object's size and a way to close the connection.
+"""
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from .base import TierError
+
+MiB = 1024 * 1024
+# What a tier asks its stream for at a time: few enough calls per second, little held per stream.
+CHUNK_BYTES = MiB
+
+OpenRange = Callable[[int], tuple[Iterable[bytes], int, Callable[[], None]]]
+
+
+@dataclass(frozen=True)
+class Policy:
+    # Long enough to average a few chunks of each stream, short against a transfer worth splitting.
+    window_seconds: float = 0.5
+    # A stream is only added for this much of the object or more: opening one costs a round trip.
+    min_part_bytes: int = 32 * MiB
+    max_streams: int = 8
+    # The streams spent at least this share of the window waiting for bytes: the network is the limit.
+    network_share: float = 0.6
+    # An added stream stays only if the aggregate rate rose at least this much.
+    gain: float = 1.15
+
+    def wants_more(self, *, waiting_share: float, streams: int, largest_left: int) -> bool:
+        return (
+            streams < self.max_streams
+            and waiting_share >= self.network_share
+            and largest_left >= 2 * self.min_part_bytes
+        )
+
+    def keeps(self, *, rate_before: float, rate_after: float) -> bool:
+        return rate_after >= rate_before * self.gain
+
+
+@dataclass
+class _Range:
+    """[pos, end) left to one stream; [skip_from, skip_to) was written by a dropped stream: read past it."""
+
+    start: int
+    pos: int
+    end: int
+    skip_from: int = 0
+    skip_to: int = 0
+    drop: bool = False
+    alive: bool = True
+    waiting: float = 0.0  # seconds spent waiting for bytes in the current window
+    read: int = 0  # bytes read in the current window
+
+
+@dataclass
+class Report:
+    streams_opened: int = 1
+    streams_kept: int = 1
+    decisions: list[str] = field(default_factory=list)
+
+
+class _Transfer:
+    def __init__(self, open_range: OpenRange, writer, *, deadline: float, policy: Policy, attempts: int,
+                 retryable: tuple, what: str, clock: Callable[[], float]):
+        self.open_range = open_range
+        self.writer = writer
+        self.deadline = deadline
+        self.policy = policy
+        self.attempts = max(1, attempts)
+        self.retryable = retryable
+        self.what = what
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.ranges: list[_Range] = []
+        self.threads: list[threading.Thread] = []
+        self.errors: list[BaseException] = []
+        self.size: int | None = None
+        self.report = Report()
+
+    def run(self) -> Report:
+        chunks, size, close = self.open_range(0)
+        self.size = size
+        main = _Range(start=0, pos=0, end=size)
+        self.ranges.append(main)
+        try:
+            self._stream(main, chunks, close, control=True)
+        except BaseException as error:
+            with self.lock:
+                self.errors.insert(0, error)
+            raise
+        finally:
+            for thread in self.threads:
+                thread.join()
+        if self.errors:
+            raise self.errors[0]
+        gaps = [(r.pos, r.end) for r in self.ranges if r.pos < r.end]
+        if gaps:
+            raise TierError(f"{self.what}: ranges left unread {gaps}")
+        return self.report
+
+    # --- one stream ------------------------------------------------------------------------------------
+
+    def _stream(self, rng: _Range, chunks, close, *, control: bool) -> None:
+        attempt = 1
+        window = _Window(self, self.clock()) if control else None
+        try:
+            while True:
+                try:
+                    if self._read_through(rng, chunks, window):
+                        return
+                    reason = "the connection ended early"
+                except self.retryable as error:
+                    reason = repr(error)
+                close()
+                if attempt >= self.attempts:
+                    raise TierError(f"{self.what}: {reason} at byte {rng.pos}, after {attempt} attempts")
+                attempt += 1
+                chunks, size, close = self.open_range(rng.pos)
+                if size != self.size:
+                    raise TierError(f"{self.what} changed size while downloading ({self.size} -> {size})")
+        finally:
+            close()
+            with self.lock:
+                rng.alive = False
+
+    def _read_through(self, rng: _Range, chunks, window) -> bool:
+        """Read until the range is done (True) or the connection ends (False)."""
+        iterator = iter(chunks)
+        offset = rng.pos
+        while True:
+            with self.lock:
+                if self.errors:
+                    return True  # another stream failed: the transfer does, and says why
+                if (rng.drop and self._hand_over(rng)) or offset >= rng.end:
+                    # Decided under the lock: nobody hands this stream more work once it has ended.
+                    rng.alive = False
+                    return True
+            if time.monotonic() > self.deadline:
+                raise TierError(f"deadline passed while downloading {self.what}")
+            waited = self.clock()
+            chunk = next(iterator, None)
+            waited = self.clock() - waited
+            if chunk is None:
+                return False
+            with self.lock:
+                rng.waiting += waited
+                rng.read += len(chunk)
+            offset = self._deliver(rng, offset, memoryview(chunk))
+            if window is not None:
+                window.tick()
+
+    def _deliver(self, rng: _Range, offset: int, data: memoryview) -> int:
+        while data:
+            with self.lock:
+                if offset >= rng.end:
+                    return offset
+                skipping = rng.skip_from <= offset < rng.skip_to
+                limit = rng.skip_to if skipping else min(rng.end, rng.skip_from if offset < rng.skip_from else rng.end)
+                size = min(len(data), limit - offset)
+                # Claimed before it is written: a split never gives these bytes to another stream.
+                rng.pos = offset + size
+            if not skipping:
+                self.writer.write_at(offset, data[:size])
+            offset += size
+            data = data[size:]
+        return offset
+
+    def _hand_over(self, rng: _Range) -> bool:
+        """A dropped stream gives what it has left to the stream it was split from, which reads on through
+        it (skipping what this one wrote). If that stream has already ended, this one carries on."""
+        for other in self.ranges:
+            if other is not rng and other.alive and other.end == rng.start:
+                other.end = rng.end
+                other.skip_from, other.skip_to = rng.start, rng.pos
+                self.ranges.remove(rng)
+                return True
+        rng.drop = False
+        return False
+
+    # --- adding and dropping streams ------------------------------------------------------------------
+
+    def split(self) -> _Range | None:
+        with self.lock:
+            live = [r for r in self.ranges if r.alive and not r.drop and not r.skip_to > r.pos]
+            if not live:
+                return None
+            largest = max(live, key=lambda r: r.end - r.pos)
+            cut = largest.pos + (largest.end - largest.pos) // 2
+            if largest.end - cut < self.policy.min_part_bytes:
+                return None
+            added = _Range(start=cut, pos=cut, end=largest.end)
+            largest.end = cut
+            self.ranges.append(added)
+        thread = threading.Thread(target=self._helper, args=(added,), name="ranged-download", daemon=True)
+        self.threads.append(thread)
+        self.report.streams_opened += 1
+        thread.start()
+        return added
+
+    def _helper(self, rng: _Range) -> None:
+        try:
+            chunks, size, close = self.open_range(rng.start)
+            if size != self.size:
+                close()
+                raise TierError(f"{self.what} changed size while downloading ({self.size} -> {size})")
+            self._stream(rng, chunks, close, control=False)
+        except BaseException as error:
+            with self.lock:
+                # An extra stream that fails hands its part back like a dropped one; only if nobody can take
+                # it does the transfer fail.
+                rng.alive = True
+                if not self._hand_over(rng):
+                    self.errors.append(error)
+                rng.alive = False
+
+    def largest_left(self) -> int:
+        with self.lock:
+            return max((r.end - r.pos for r in self.ranges if r.alive), default=0)
+
+    def window_totals(self) -> tuple[int, float, int]:
+        """Bytes read and seconds spent waiting in the window by all streams, and the streams counted."""
+        with self.lock:
+            streams = [r for r in self.ranges if r.alive]
+            read = sum(r.read for r in self.ranges)
+            waiting = sum(r.waiting for r in self.ranges)
+            for r in self.ranges:
+                r.read = 0
+                r.waiting = 0.0
+            return read, waiting, len(streams)
+
+
+class _Window:
+    """The controller, run by the first stream between its chunks: measure, then add, keep or drop."""
+
+    def __init__(self, transfer: _Transfer, now: float):
+        self.transfer = transfer
+        self.began = now
+        self.state = "probe"
+        self.rate_before = 0.0
+        self.trial: _Range | None = None
+
+    def tick(self) -> None:
+        t = self.transfer
+        now = t.clock()
+        elapsed = now - self.began
+        if self.state == "settled" or elapsed < t.policy.window_seconds:
+            return
+        read, waiting, streams = t.window_totals()
+        self.began = now
+        rate = read / elapsed
+        if self.state == "trial":
+            if t.policy.keeps(rate_before=self.rate_before, rate_after=rate):
+                t.report.streams_kept += 1
+                t.report.decisions.append(f"kept stream {streams}: {rate / MiB:.0f} MiB/s")
+                self.state = "probe"
+            else:
+                with t.lock:
+                    self.trial.drop = True
+                t.report.decisions.append(
+                    f"dropped stream {streams}: {rate / MiB:.0f} MiB/s against {self.rate_before / MiB:.0f}"
+                )
+                self.state = "settled"
+                return
+        share = waiting / (elapsed * max(1, streams))
+        if t.policy.wants_more(waiting_share=share, streams=streams, largest_left=t.largest_left()):
+            self.trial = t.split()
+            if self.trial is not None:
+                self.rate_before = rate
+                self.state = "trial"
+                t.report.decisions.append(
+                    f"added stream {streams + 1}: {rate / MiB:.0f} MiB/s, {share:.0%} of the time waiting"
+                )
+
+
+def transfer(
+    open_range: OpenRange,
+    writer,
+    *,
+    deadline: float,
+    attempts: int,
+    retryable: tuple,
+    what: str,
+    policy: Policy | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Report:
+    """Download the object ``open_range`` reads into ``writer`` (``write_at(offset, data)``, thread-safe).
+
+    A connection that fails or ends early while reading is opened again where it stopped, ``attempts``
+    times in all per stream; errors of ``open_range`` itself pass through (the SDK already retried).
+    """
+    return _Transfer(
+        open_range,
+        writer,
+        deadline=deadline,
+        policy=policy or Policy(),
+        attempts=attempts,
+        retryable=retryable,
+        what=what,
+        clock=clock,
+    ).run()

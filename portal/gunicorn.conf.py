@@ -25,9 +25,11 @@ def on_starting(server):
     from django.db import connections
 
     call_command("cache_reconcile")
+    # Imported here, before the fork: the count of cores held by large predictions is shared by the workers.
+    from predictions.threads import openmp_threads_set
+
     if settings.MODEL_WARM_PINNED_ON_START:
         from predictions.services import pinned_versions_warm
-        from predictions.threads import openmp_threads_set
 
         # GNU OpenMP is not fork-safe once it has started a thread team: a worker forked from a master that
         # ran one can hang in its first threaded predict. Loading a model may run OpenMP regions, so the
@@ -71,6 +73,10 @@ def worker_exit(server, worker):
 
 def child_exit(server, worker):
     from prometheus_client import multiprocess
+
+    from predictions.threads import worker_forget
+
+    worker_forget(worker.pid)  # cores a killed worker held for a prediction are free again
 
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.mark_process_dead(worker.pid)

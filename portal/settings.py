@@ -265,8 +265,9 @@ PREDICTION_LOG_BUFFER_MAX = env.int("PREDICTION_LOG_BUFFER_MAX", default=100_000
 # waiting at most this long for company, and only while other requests are on their way (never when idle).
 PREDICT_BATCH_MAX_ROWS = env.int("PREDICT_BATCH_MAX_ROWS", default=64)
 PREDICT_BATCH_MAX_WAIT_MS = env.float("PREDICT_BATCH_MAX_WAIT_MS", default=2.0)
-# OpenMP threads (LightGBM, XGBoost) one large prediction may use in a worker; 0: the cores divided among the
-# WEB_CONCURRENCY workers, so that they do not oversubscribe the machine. Small batches always use one.
+# OpenMP threads (LightGBM, XGBoost) one large prediction may use; 0: the cores that no other large prediction
+# of the server holds at that moment (predictions.threads), so workers never oversubscribe the machine and a
+# prediction alone uses all of it. Small batches always use one.
 PREDICT_THREADS_PER_WORKER = env.int("PREDICT_THREADS_PER_WORKER", default=0)
 WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", default=2)
 DATA_UPLOAD_MAX_MEMORY_SIZE = PREDICT_MAX_UPLOAD_BYTES + 1024**2

@@ -2,16 +2,25 @@
 
 LightGBM (and XGBoost) spread every predict over an OpenMP team as large as the machine. For a few rows the
 team costs more than the trees (on a busy 2-core machine a one-row LightGBM predict took 4 ms with two
-threads, against well under 1 ms with one): a threaded server already runs one request per thread. For a
-large batch the team pays, but N gunicorn workers each starting a team of all the cores oversubscribe them
-N times; each worker's share is ``PREDICT_THREADS_PER_WORKER`` (by default the cores divided among the
-workers, ``WEB_CONCURRENCY``).
+threads, against well under 1 ms with one): a threaded server already runs one request per thread, so small
+predictions use one thread.
+
+A large one gets the cores that no other large prediction of the server holds at that moment (at least one):
+alone it uses the whole machine, and N workers predicting at once share the cores instead of each starting a
+team of all of them (N times oversubscribed, each team's threads spinning against the others). A static share
+(cores / workers) would leave cores idle whenever the other workers are parsing or answering, which is most of
+the time: a 1,000-row request spends far more under the GIL than in the trees. The cores held are counted in
+shared memory made before gunicorn forks (``portal/gunicorn.conf.py`` imports this module in the master), one
+slot per worker process, so a worker that dies mid-prediction is forgotten (``worker_forget``) and its cores
+come back. ``PREDICT_THREADS_PER_WORKER`` > 0 fixes the team size instead.
 
 OpenMP's thread count is per calling thread (an internal control variable of the thread), so setting it
 here affects only the request that predicts, never a neighbour. Every OpenMP runtime in the process is set
 (LightGBM links the system's libgomp, scikit-learn ships its own).
 """
 
+import contextlib
+import multiprocessing
 import os
 import sys
 import threading
@@ -27,21 +36,73 @@ _seen_modules: tuple = ()
 # Libraries that bring an OpenMP runtime in when they are first imported (by a model's load).
 _OPENMP_USERS = ("lightgbm", "xgboost", "catboost", "sklearn")
 
-
-def threads_per_worker() -> int:
-    """This worker's share of the cores for one large prediction."""
-    configured = settings.PREDICT_THREADS_PER_WORKER
-    if configured > 0:
-        return configured
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, settings.WEB_CONCURRENCY))
+# (pid, cores held) per process predicting with a team; zeroed slots are free. More workers than slots only
+# means the extra ones count nothing and take the free cores as they find them.
+MAX_WORKERS = 128
+_held = multiprocessing.Array("q", 2 * MAX_WORKERS)
 
 
-def prediction_threads_set(*, rows: int) -> int:
-    """Set the calling thread's OpenMP team size for a prediction of ``rows`` rows; returns it."""
-    count = 1 if rows <= SEQUENTIAL_MAX_ROWS else threads_per_worker()
-    openmp_threads_set(count)
+def cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def prediction_threads(*, rows: int):
+    """For the duration of a prediction of ``rows`` rows, the calling thread's OpenMP team; yields its size."""
+    if rows <= SEQUENTIAL_MAX_ROWS or settings.PREDICT_THREADS_PER_WORKER > 0:
+        count = 1 if rows <= SEQUENTIAL_MAX_ROWS else settings.PREDICT_THREADS_PER_WORKER
+        openmp_threads_set(count)
+        yield count
+        return
+    count = _cores_take()
+    try:
+        openmp_threads_set(count)
+        yield count
+    finally:
+        _cores_give_back(count)
+
+
+def cores_held() -> int:
+    """Cores held by large predictions of every process sharing the counter (this server's workers)."""
+    with _held.get_lock():
+        return sum(_held[2 * slot + 1] for slot in range(MAX_WORKERS))
+
+
+def worker_forget(pid: int) -> None:
+    """In the gunicorn master when a worker exits: whatever it held is free again."""
+    with _held.get_lock():
+        for slot in range(MAX_WORKERS):
+            if _held[2 * slot] == pid:
+                _held[2 * slot] = _held[2 * slot + 1] = 0
+
+
+def _cores_take() -> int:
+    pid = os.getpid()
+    with _held.get_lock():
+        count = max(1, cores() - sum(_held[2 * slot + 1] for slot in range(MAX_WORKERS)))
+        slot = _slot(pid)
+        if slot is not None:
+            _held[2 * slot] = pid
+            _held[2 * slot + 1] += count
     return count
+
+
+def _cores_give_back(count: int) -> None:
+    with _held.get_lock():
+        slot = _slot(os.getpid())
+        if slot is not None and _held[2 * slot] == os.getpid():
+            _held[2 * slot + 1] = max(0, _held[2 * slot + 1] - count)
+
+
+def _slot(pid: int) -> int | None:
+    """This process's slot, or a free one; called with the counter's lock held."""
+    free = None
+    for slot in range(MAX_WORKERS):
+        if _held[2 * slot] == pid:
+            return slot
+        if free is None and _held[2 * slot + 1] == 0:
+            free = slot
+    return free
 
 
 def openmp_threads_set(count: int) -> None:

@@ -123,6 +123,36 @@ def test_a_corrupt_origin_is_refused_with_a_clear_error(make_artifact, settings)
     assert list((Path(settings.MODEL_CACHE_DIR) / ".tmp").iterdir()) == []
 
 
+@pytest.mark.parametrize("cloud", ["s3", "azure"])
+def test_a_streamed_fetch_records_the_digests_a_re_read_finds(make_artifact, cloud, request):
+    container = request.getfixturevalue("s3_bucket" if cloud == "s3" else "azure_container")
+    artifact = make_artifact(origin=f"{cloud}://{container}/origin", size=3 * 1024 * 1024)
+    fetched = artifact_fetch(artifact=artifact)
+    # Hashed as the extraction wrote them, never read back: the manifest must equal a fresh read of the files.
+    recorded = json.loads((fetched.path.parent / MANIFEST_NAME).read_text())
+    assert recorded == archives.manifest_build(root=fetched.path)
+    assert same_tree(fetched.path, artifact.source_dir)
+
+
+@pytest.mark.parametrize("cloud", ["s3", "azure"])
+def test_a_streamed_archive_that_fails_its_checksum_never_lands(make_artifact, cloud, request, settings, tmp_path):
+    container = request.getfixturevalue("s3_bucket" if cloud == "s3" else "azure_container")
+    artifact = make_artifact(origin=f"{cloud}://{container}/origin", size=3 * 1024 * 1024)
+    # A valid archive of other files under the same name: it extracts to the end while it streams in, and
+    # only its checksum tells it apart.
+    other = make_artifact(size=3 * 1024 * 1024)
+    impostor = tmp_path / "impostor.tar.gz"
+    impostor.write_bytes(Path(Location.parse(other.source_uri).key).read_bytes())
+    location = Location.parse(artifact.source_uri)
+    tier_for(location).upload(location, impostor)
+
+    with pytest.raises(FetchFailed, match="origin: checksum mismatch"):
+        artifact_fetch(artifact=artifact)
+    assert not CacheEntry.objects.filter(artifact=artifact, state=CacheEntry.State.READY).exists()
+    assert not any(Path(settings.MODEL_CACHE_DIR).glob(f"{artifact.pk}-*"))
+    assert list((Path(settings.MODEL_CACHE_DIR) / ".tmp").iterdir()) == []
+
+
 def test_a_missing_origin_says_where_it_looked(make_artifact):
     artifact = make_artifact()
     Path(Location.parse(artifact.source_uri).key).unlink()

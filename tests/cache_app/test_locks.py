@@ -128,3 +128,38 @@ def test_a_process_waiter_leaves_as_soon_as_the_work_is_done(holder):
     # The other process never lets go: leaving without the lock is the only way out before the limit.
     with single_flight("k5", timeout=30, done=lambda: time.monotonic() > done_after) as must_fetch:
         assert must_fetch is False
+
+
+def test_waiters_wake_together_when_the_leader_lands_not_when_it_leaves(cache_dir):
+    from cache_app.services.locks import flight_landed
+
+    finished = threading.Event()
+    followers_inside = threading.Semaphore(0)
+    followers_left = []
+    leader_left = threading.Event()
+
+    def lead():
+        with single_flight("k6", timeout=30, done=finished.is_set) as must_fetch:
+            assert must_fetch
+            for _ in range(7):  # every follower is waiting before the work lands
+                assert followers_inside.acquire(timeout=10)
+            time.sleep(0.1)  # and has reached its wait
+            finished.set()
+            flight_landed("k6")
+            # The leader's own bookkeeping (records, write-through) runs on: the followers must not wait for it.
+            deadline = time.monotonic() + 10
+            while len(followers_left) < 7 and time.monotonic() < deadline:
+                time.sleep(0.01)
+        leader_left.set()
+
+    def follow():
+        followers_inside.release()
+        with single_flight("k6", timeout=30, done=finished.is_set) as must_fetch:
+            followers_left.append((must_fetch, leader_left.is_set()))
+
+    leader = threading.Thread(target=lead)
+    leader.start()
+    time.sleep(0.1)  # the leader holds the flight first
+    in_threads(7, follow)
+    leader.join()
+    assert followers_left == [(False, False)] * 7

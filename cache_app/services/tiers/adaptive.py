@@ -50,6 +50,10 @@ class Policy:
         return rate_after >= rate_before * self.gain
 
 
+# The policy transfers use unless given one; tests replace it to force streams on or off.
+POLICY = Policy()
+
+
 @dataclass
 class _Range:
     """[pos, end) left to one stream; [skip_from, skip_to) was written by a dropped stream: read past it."""
@@ -255,7 +259,7 @@ class _Window:
     def tick(self) -> None:
         t = self.transfer
         now = t.clock()
-        elapsed = now - self.began
+        elapsed = max(now - self.began, 1e-9)
         if self.state == "settled" or elapsed < t.policy.window_seconds:
             return
         read, waiting, streams = t.window_totals()
@@ -305,7 +309,7 @@ def transfer(
         open_range,
         writer,
         deadline=deadline,
-        policy=policy or Policy(),
+        policy=policy or POLICY,
         attempts=attempts,
         retryable=retryable,
         what=what,

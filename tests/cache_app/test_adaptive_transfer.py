@@ -1,0 +1,126 @@
+"""The adaptive transfer against real servers: one streamed GET by default, ranged GETs added only when the
+policy sees the network as the limit, dropped when they do not pay, and the bytes always whole and in place.
+
+Which decision the policy takes is forced here (a policy that always or never adds, or never keeps): the
+tests check what each decision does, never how fast anything is.
+"""
+
+import hashlib
+import os
+import time
+
+import pytest
+
+from cache_app.services.integrity import HashingWriter
+from cache_app.services.tiers import Location, adaptive, tier_for, tiers_reset
+
+MiB = 1024 * 1024
+PAYLOAD_BYTES = 24 * MiB + 4321
+
+ONE_STREAM = adaptive.Policy(network_share=2.0)  # never sees the network as the limit
+# Sees the network as the limit from the first chunk, splits down to 4 MiB parts and keeps every stream.
+MANY_STREAMS = adaptive.Policy(window_seconds=0.0, min_part_bytes=2 * MiB, network_share=0.0, gain=0.0)
+# Adds a stream, then finds it did not pay and drops it: the stream it split from reads on through its part.
+DROPPED = adaptive.Policy(window_seconds=0.0, min_part_bytes=2 * MiB, network_share=0.0, gain=1e9)
+
+
+@pytest.fixture(scope="module")
+def payload(tmp_path_factory):
+    path = tmp_path_factory.mktemp("payload") / "model.bin"
+    path.write_bytes(os.urandom(PAYLOAD_BYTES))
+    return path, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(params=["s3", "azure"])
+def proxied(request, payload, fault_proxy_factory, settings):
+    """The payload on moto or Azurite, and the tier pointed at a counting proxy in front of it."""
+    if request.param == "s3":
+        location = Location(scheme="s3", container=request.getfixturevalue("s3_bucket"), key="m/model.bin")
+        tier_for(location).upload(location, payload[0])
+        proxy = fault_proxy_factory(request.getfixturevalue("moto_server").endpoint_url)
+        settings.AWS_S3_ENDPOINT_URL = proxy.url
+    else:
+        location = Location(scheme="azure", container=request.getfixturevalue("azure_container"), key="m/model.bin")
+        tier_for(location).upload(location, payload[0])
+        server = request.getfixturevalue("azurite_server")
+        proxy = fault_proxy_factory(server.blob_endpoint)
+        settings.AZURE_CONNECTION_STRING = server.connection_string_via(f"{proxy.url}/devstoreaccount1")
+    settings.MODEL_FETCH_RETRIES = 3
+    tiers_reset()
+    proxy.reset()
+    return location, proxy
+
+
+def download(location, target, *, on_ordered=None, keep=True):
+    writer = HashingWriter(target, on_ordered=on_ordered, keep=keep)
+    try:
+        tier_for(location).download(location, writer, deadline=time.monotonic() + 60)
+        return writer.hexdigest(), writer.bytes_written
+    finally:
+        writer.close()
+
+
+def test_one_stream_is_one_get(proxied, payload, tmp_path, monkeypatch):
+    location, proxy = proxied
+    monkeypatch.setattr(adaptive, "POLICY", ONE_STREAM)
+    assert download(location, tmp_path / "copy") == (payload[1], PAYLOAD_BYTES)
+    assert proxy.count(method="GET", path_contains="model.bin") == 1
+    assert (tmp_path / "copy").read_bytes() == payload[0].read_bytes()
+
+
+def test_added_ranged_streams_deliver_every_byte_once_in_order(proxied, payload, tmp_path, monkeypatch):
+    location, proxy = proxied
+    monkeypatch.setattr(adaptive, "POLICY", MANY_STREAMS)
+    # Little room for ranges ahead of the hashed frontier: the rest waits in the file and is read back.
+    monkeypatch.setattr("cache_app.services.integrity.PENDING_MEMORY_BYTES", 3 * MiB)
+    ordered = []
+
+    assert download(location, tmp_path / "copy", on_ordered=lambda data: ordered.append(bytes(data))) == (
+        payload[1],
+        PAYLOAD_BYTES,
+    )
+    assert proxy.count(method="GET", path_contains="model.bin") > 1
+    assert b"".join(ordered) == payload[0].read_bytes()
+
+
+def test_a_stream_that_does_not_pay_is_dropped_and_its_part_read_by_the_first(proxied, payload, tmp_path, monkeypatch):
+    location, proxy = proxied
+    monkeypatch.setattr(adaptive, "POLICY", DROPPED)
+    ordered = []
+
+    assert download(location, tmp_path / "copy", on_ordered=lambda data: ordered.append(bytes(data)), keep=False) == (
+        payload[1],
+        PAYLOAD_BYTES,
+    )
+    assert proxy.count(method="GET", path_contains="model.bin") == 2  # the stream, and the one dropped
+    assert b"".join(ordered) == payload[0].read_bytes()
+
+
+def test_a_truncated_ranged_stream_is_resumed_where_it_stopped(proxied, payload, tmp_path, monkeypatch):
+    location, proxy = proxied
+    monkeypatch.setattr(adaptive, "POLICY", MANY_STREAMS)
+    proxy.truncate_next(2, after_bytes=MiB)
+
+    assert download(location, tmp_path / "copy") == (payload[1], PAYLOAD_BYTES)
+
+
+def test_the_policy_adds_only_while_the_network_is_the_limit_and_keeps_only_what_pays():
+    policy = adaptive.Policy()
+    big = 10 * policy.min_part_bytes
+    assert policy.wants_more(waiting_share=0.9, streams=1, largest_left=big)
+    # The stream waits on us (hashing, extraction), not on the network: another stream cannot help.
+    assert not policy.wants_more(waiting_share=0.2, streams=1, largest_left=big)
+    assert not policy.wants_more(waiting_share=0.9, streams=1, largest_left=policy.min_part_bytes)
+    assert not policy.wants_more(waiting_share=0.9, streams=policy.max_streams, largest_left=big)
+    assert policy.keeps(rate_before=100.0, rate_after=150.0)
+    assert not policy.keeps(rate_before=100.0, rate_after=105.0)
+
+
+def test_a_writer_that_keeps_no_archive_refuses_to_vouch_for_rewritten_bytes(tmp_path):
+    writer = HashingWriter(tmp_path / "spill", keep=False)
+    with writer:
+        writer.write_at(0, b"a" * 10)
+        writer.write_at(0, b"b" * 10)  # bytes already hashed and passed on, written again
+        with pytest.raises(OSError, match="written again"):
+            writer.hexdigest()
+    assert (tmp_path / "spill").stat().st_size <= 10

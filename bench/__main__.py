@@ -15,7 +15,7 @@ from bench import report
 from bench.common import machine
 from bench.rows import not_measured
 
-ROWS = ["P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "FLEET", "UPLOADS"]
+ROWS = ["P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "P10", "FLEET", "UPLOADS"]
 
 
 @dataclass
@@ -80,12 +80,13 @@ def main() -> None:
         p7_batching,
         p8_shared_memory,
         p9_threads,
+        p10_first_prediction,
         upload_memory,
     )
 
     modules = {"P1": p1_memory, "P2": p2_disk, "P3": p3_cold, "P4": p4_single_flight, "P5": p5_throughput,
                "P6": p6_scale, "P7": p7_batching, "P8": p8_shared_memory,
-               "P9": p9_threads, "FLEET": fleet_row,
+               "P9": p9_threads, "P10": p10_first_prediction, "FLEET": fleet_row,
                "UPLOADS": upload_memory}
     results = []
     row_seconds = {}

@@ -9,46 +9,40 @@ raw:  one streamed ``get_object`` extracted by tarfile as it arrives + ``Tabular
 """
 
 import json
-import os
 import shutil
 import sys
 import tarfile
-import time
 from pathlib import Path
+
+import boto3  # noqa: F401 - imported before the clock on both sides (ours imports it with its S3 tier)
+
+from bench.p2_child import first_prediction
 
 
 def main() -> None:
     mode, version_id, features = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
     endpoint, bucket, key, scratch = sys.argv[4], sys.argv[5], sys.argv[6], Path(sys.argv[7])
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-    import django
 
-    django.setup()
-    import autogluon.tabular  # noqa: F401 - preloaded, as gunicorn does
-    import boto3
-    from autogluon.tabular import TabularPredictor
+    def download_extract_load(version):
+        from autogluon.tabular import TabularPredictor
 
-    from predictions import inputs, loaders, services
-    from predictions.models import ModelVersion
+        from predictions import loaders
 
-    version = ModelVersion.objects.select_related("artifact", "model").get(pk=version_id)
-    frame = inputs.rows_from_json(version=version, rows=[features], where="features").frame
-    began = time.perf_counter()
-    if mode == "ours":
-        served = services.predictor_serve(version=version)
-        assert served.tier == "origin", served.tier
-        prediction = served.obj.predict(frame)
-    else:
-        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                              aws_access_key_id="testing", aws_secret_access_key="testing")
-        body = client.get_object(Bucket=bucket, Key=key)["Body"]
-        with tarfile.open(fileobj=body, mode="r|gz") as tf:
-            tf.extractall(scratch, filter="data")
-        folder = loaders.predictor_root(scratch)
-        prediction = TabularPredictor.load(str(folder), verbosity=0, require_version_match=False).predict(frame)
-    seconds = time.perf_counter() - began
-    shutil.rmtree(scratch, ignore_errors=True)
-    print(json.dumps({"seconds": seconds, "prediction": float(prediction.iloc[0])}))
+        def predict(frame):
+            client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                                  aws_access_key_id="testing", aws_secret_access_key="testing")
+            body = client.get_object(Bucket=bucket, Key=key)["Body"]
+            with tarfile.open(fileobj=body, mode="r|gz") as tf:
+                tf.extractall(scratch, filter="data")
+            folder = loaders.predictor_root(scratch)
+            return TabularPredictor.load(str(folder), verbosity=0, require_version_match=False).predict(frame)
+
+        return predict
+
+    try:
+        first_prediction(mode, version_id, features, ours_tier="origin", raw_prepare=download_extract_load)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

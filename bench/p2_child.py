@@ -10,31 +10,45 @@ import sys
 import time
 
 
-def main() -> None:
-    mode, version_id, features = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+def first_prediction(mode: str, version_id: int, features: dict, *, ours_tier: str, raw_prepare) -> None:
+    """Print {"seconds", "prediction"} of the first prediction: ``predictor_serve`` + predict (ours, which
+    must come from ``ours_tier``) or ``raw_prepare(version)(frame)`` (raw; the preparation is before the clock)."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
     import django
 
     django.setup()
     import autogluon.tabular  # noqa: F401 - preloaded, as gunicorn does
-    from autogluon.tabular import TabularPredictor
 
-    from cache_app.services.fetch import entry_dir
-    from predictions import inputs, loaders, services
+    from predictions import inputs, services
     from predictions.models import ModelVersion
 
     version = ModelVersion.objects.select_related("artifact", "model").get(pk=version_id)
     frame = inputs.rows_from_json(version=version, rows=[features], where="features").frame
-    folder = loaders.predictor_root(entry_dir(version.artifact) / "model")
+    raw = raw_prepare(version) if mode == "raw" else None
     began = time.perf_counter()
     if mode == "ours":
         served = services.predictor_serve(version=version)
-        assert served.tier == "disk", served.tier
+        assert served.tier == ours_tier, served.tier
         prediction = served.obj.predict(frame)
     else:
-        prediction = TabularPredictor.load(str(folder), verbosity=0, require_version_match=False).predict(frame)
+        prediction = raw(frame)
     seconds = time.perf_counter() - began
     print(json.dumps({"seconds": seconds, "prediction": float(prediction.iloc[0])}))
+
+
+def _load_from_disk(version):
+    from autogluon.tabular import TabularPredictor
+
+    from cache_app.services.fetch import entry_dir
+    from predictions import loaders
+
+    folder = loaders.predictor_root(entry_dir(version.artifact) / "model")
+    return lambda frame: TabularPredictor.load(str(folder), verbosity=0, require_version_match=False).predict(frame)
+
+
+def main() -> None:
+    mode, version_id, features = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+    first_prediction(mode, version_id, features, ours_tier="disk", raw_prepare=_load_from_disk)
 
 
 if __name__ == "__main__":

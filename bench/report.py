@@ -113,7 +113,7 @@ def _charts(document: dict, tag: str = "") -> None:
             ax.bar_label(bars, fmt="%.0f", fontsize=8)
         ax.set_xticks([j + width * (len(methods) - 1) / 2 for j in range(len(cases))], cases)
         ax.set_ylabel("MB/s (archive bytes / wall time, download + extract)")
-        ax.set_title("Cold fetch throughput: ours vs raw SDK floor vs fsspec peer")
+        ax.set_title("Cold fetch throughput: ours vs ranged SDK, one streamed GET, fsspec")
         ax.legend()
         fig.tight_layout()
         fig.savefig(BENCH_DIR / f"cold_fetch_throughput{tag}.png", dpi=110)

@@ -221,11 +221,10 @@ def _extract_into(dest_dir: Path, limits: ExtractionLimits, archive_size: int, e
 
     extractor = _Extractor(root=dest_dir, limits=limits, archive_size=archive_size)
     try:
-        try:
-            extract(extractor)
-        finally:
-            extractor.synced()
+        extract(extractor)
+        extractor.synced()
     except BaseException:
+        extractor.synced(quiet=True)  # nothing may still write into what is removed below
         # Leave nothing a caller could mistake for a usable (if partial) artifact.
         if created:
             shutil.rmtree(dest_dir, ignore_errors=True)
@@ -271,14 +270,15 @@ class _Extractor:
         self._syncing: list[Future] = []
         self._syncer: ThreadPoolExecutor | None = None
 
-    def synced(self) -> None:
-        """Wait until every file written is on disk; raise the first error of syncing one."""
+    def synced(self, *, quiet: bool = False) -> None:
+        """Wait until every file written is on disk; raise the first error of syncing one (unless quiet)."""
         if self._syncer is None:
             return
         self._syncer.shutdown(wait=True)
         self._syncer = None
         for future in self._syncing:
-            future.result()
+            if not quiet:
+                future.result()
 
     def _sync_later(self, fd: int) -> None:
         # Each file is synced while the next one is extracted: the disk's flush and our decompression

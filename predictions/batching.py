@@ -78,7 +78,9 @@ def predictor_answer_batched(predictor, frame) -> tuple[list, list[dict] | None]
         lane.pending.append(request)
         lead = not lane.busy
         lane.busy = True
-        _arrived.notify_all()
+        # A waiting leader stops for a full batch, or when the last expected request arrives (_arrival_count).
+        if not lead and _rows(lane.pending) >= settings.PREDICT_BATCH_MAX_ROWS:
+            _arrived.notify_all()
     if not lead:
         request.done.wait()
         if not request.lead:

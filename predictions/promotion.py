@@ -262,6 +262,8 @@ def _poll_forever(stop: threading.Event) -> None:
             since = began
         except Exception:  # noqa: BLE001 - a database hiccup must not end the poller
             logger.exception("promotion poller round failed")
-        finally:
+            # The next round opens a fresh connection. Between good rounds the thread keeps its own: opening
+            # one twice a second in every worker is most of what the poller costs.
             close_old_connections()
         stop.wait(settings.PROMOTION_POLL_SECONDS)
+    close_old_connections()

@@ -78,6 +78,7 @@ class LookupCache:
         self.name = name
         self._lock = threading.Lock()
         self._entries: OrderedDict[Any, _Entry] = OrderedDict()
+        self._refreshing: set = set()
 
     def get(self, key, load: Callable[[], Any]):
         now = time.monotonic()
@@ -85,11 +86,28 @@ class LookupCache:
             entry = self._entries.get(key)
             if entry is not None:
                 self._entries.move_to_end(key)
+            if entry is None or now - entry.loaded_at < settings.PREDICT_LOOKUP_CACHE_SECONDS:
+                refreshed_elsewhere = False
+            else:
+                # One thread re-reads an expired entry; the others answer with it meanwhile, instead of every
+                # busy thread of the worker querying (and connecting) at the same moment.
+                refreshed_elsewhere = key in self._refreshing
+                self._refreshing.add(key)
         if entry is not None and now - entry.loaded_at < settings.PREDICT_LOOKUP_CACHE_SECONDS:
             return entry.value
         usable = entry is not None and now - entry.loaded_at < settings.PREDICT_LOOKUP_STALE_SECONDS
-        if usable and database_resting():
+        if usable and refreshed_elsewhere:
             return entry.value
+        try:
+            if usable and database_resting():
+                return entry.value
+            return self._load(key, load, entry, usable)
+        finally:
+            if entry is not None and not refreshed_elsewhere:
+                with self._lock:
+                    self._refreshing.discard(key)
+
+    def _load(self, key, load: Callable[[], Any], entry: _Entry | None, usable: bool):
         try:
             value = load()
         except DATABASE_DOWN as error:

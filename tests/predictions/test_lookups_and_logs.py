@@ -1,5 +1,7 @@
 """Per-request overhead: cached token and model lookups (and how changes reach them), buffered prediction logs."""
 
+import threading
+
 import pandas as pd
 import pytest
 from django.db.models import F
@@ -8,7 +10,7 @@ from rest_framework.authtoken.models import Token
 from cache_app.models import Artifact
 from cache_app.services.maintenance import artifact_clear
 from cache_app.services.stats import counters
-from predictions import prediction_logs
+from predictions import lookups, prediction_logs
 from predictions.models import PredictionLog
 from predictions.services import model_publish, prediction_run
 from tests.predictions.conftest import HOUSE
@@ -121,3 +123,29 @@ def test_a_log_whose_user_was_deleted_meanwhile_is_still_written(transactional_d
     user.delete()
     assert prediction_logs.prediction_logs_flush() == 2
     assert list(PredictionLog.objects.values_list("user", flat=True)) == [None, None]
+
+
+def test_an_expired_entry_is_read_again_by_one_thread_while_the_others_answer_with_it(settings):
+    settings.PREDICT_LOOKUP_CACHE_SECONDS = 0.0  # every entry is expired at once
+    cache = lookups.LookupCache("test")
+    cache.put("key", "old")
+    loading, release = threading.Event(), threading.Event()
+    loads = []
+
+    def slow_load():
+        loads.append(1)
+        loading.set()
+        assert release.wait(30)
+        return "new"
+
+    refresher = threading.Thread(target=lambda: loads.append(cache.get("key", slow_load)))
+    refresher.start()
+    try:
+        assert loading.wait(30)
+        # While the one re-read is under way, everyone else answers with the entry, without a query.
+        assert [cache.get("key", lambda: pytest.fail("a second re-read")) for _ in range(5)] == ["old"] * 5
+    finally:
+        release.set()
+        refresher.join(30)
+    assert loads == [1, "new"]
+    assert cache.get("key", lambda: "newer") == "newer"  # the next expiry is re-read again

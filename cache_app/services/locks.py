@@ -3,8 +3,9 @@
 Three layers, taken in this order and released in reverse:
 1. one leading thread per key in each process; the others wait on an event, set as soon as the leader has
    committed (``flight_landed``), so they wake together and leave without taking any lock;
-2. an flock on a lock file in the cache folder, so worker processes of one node queue (the OS frees it if
-   the holder dies, so a killed worker never wedges the node);
+2. an flock on a lock file in the cache folder, so worker processes of one node wait (the OS frees it if
+   the holder dies, so a killed worker never wedges the node): the holder's is exclusive, the waiters ask
+   for a shared one, granted to them all at once when the holder lands (it turns its lock shared) or leaves;
 3. a Redis lock, so nodes queue and the origin sees one download. Its lease is short and renewed while
    the holder lives, so a node that dies mid-fetch frees the fleet within one lease, not one deadline.
    Redis down is not fatal: the node carries on with 1 and 2 and the failure is logged.
@@ -41,10 +42,16 @@ _guard = threading.Lock()
 # Per key, while one thread of this process leads: set when it leaves, waking every follower at once.
 _flights: dict[str, threading.Event] = {}
 
-# How often a waiter looks at a lock held by another process or node, and at whether the work is done:
-# waiters leave as soon as it is, without queueing through the lock one by one.
+# How often a waiter looks at a lock held by another node, and at whether the work is done: waiters leave
+# as soon as it is, without queueing through the lock one by one. Within a node, waiters are woken by the
+# holder; they only look again after this pause when a holder left without the work done.
 FILE_LOCK_POLL_SECONDS = 0.005
 FLEET_LOCK_POLL_SECONDS = 0.02
+# A process waiting for another's fetch re-checks its wait limit (and the disk) at least this often.
+SHARED_WAIT_SLICE_SECONDS = 0.1
+
+# Per key, the descriptor of the file lock this process's leader holds (flight_landed shares it).
+_file_locks: dict[str, int] = {}
 
 
 # Per key: (when it failed, the error) for the last failed leader of this process.
@@ -122,10 +129,21 @@ def _thread_flight(key: str, *, deadline: float, done: Callable[[], bool]) -> It
 
 
 def flight_landed(key: str) -> None:
-    """Called by the leader once the work is done and visible: this process's waiters wake now, together,
-    and leave (``done`` is true for them) while the leader finishes what only it needs."""
+    """Called by the leader once the work is done and visible: every waiter of this node wakes now, together,
+    and leaves (``done`` is true for them) while the leader finishes what only it needs.
+
+    This process's waiters wait on the flight's event; other processes' wait for a shared lock on the key's
+    lock file, granted to all of them at once when the leader turns its exclusive lock into a shared one.
+    Held shared, the lock still tells the sweep that the leader's temporaries are in use.
+    """
     with _guard:
         flight = _flights.get(key)
+        fd = _file_locks.get(key)
+    if fd is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        except OSError as error:  # the other processes then wake when the leader leaves, as before
+            logger.warning("could not share the lock of %s with its waiters: %s", key, error)
     if flight is not None:
         flight.set()
 
@@ -135,16 +153,67 @@ def _file_lock(key: str, *, deadline: float, done: Callable[[], bool]) -> Iterat
     """One process of this node at a time; the OS frees it if the holder dies, so a killed worker never
     wedges the node."""
     path = Path(settings.MODEL_CACHE_DIR) / LOCKS_FOLDER / f"{key}.lock"
-    while (fd := lock_file_acquire(path, exclusive=True, blocking=False)) is None:
-        if done():
-            raise _Done
-        if time.monotonic() >= deadline:
-            raise FetchWaitTimeout(f"waited for another process fetching {key} until the wait limit")
-        time.sleep(FILE_LOCK_POLL_SECONDS)
+    waiting: _SharedWait | None = None
+    try:
+        while (fd := lock_file_acquire(path, exclusive=True, blocking=False)) is None:
+            if done():
+                raise _Done
+            if time.monotonic() >= deadline:
+                raise FetchWaitTimeout(f"waited for another process fetching {key} until the wait limit")
+            if waiting is None:
+                waiting = _SharedWait(path)
+            # Granted when the holder lands or leaves; the slice only bounds how late the wait limit is seen.
+            if waiting.granted.wait(min(SHARED_WAIT_SLICE_SECONDS, max(0.0, deadline - time.monotonic()))):
+                if done():
+                    raise _Done
+                # The holder left without the work done (it failed): queue for the exclusive lock again.
+                waiting.close()
+                waiting = None
+                time.sleep(FILE_LOCK_POLL_SECONDS)
+    finally:
+        if waiting is not None:
+            waiting.close()
+    with _guard:
+        _file_locks[key] = fd
     try:
         yield
     finally:
+        with _guard:
+            _file_locks.pop(key, None)
         os.close(fd)  # closing the descriptor releases the flock
+
+
+class _SharedWait:
+    """A shared lock on a lock file, asked for in a thread (a blocking flock cannot time out): ``granted`` is
+    set once it is held. ``close`` lets go, now or, if it is still being waited for, as soon as it comes."""
+
+    def __init__(self, path: Path):
+        self.granted = threading.Event()
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._closed = False
+        threading.Thread(target=self._wait, args=(path,), name="fetch-lock-wait", daemon=True).start()
+
+    def _wait(self, path: Path) -> None:
+        try:
+            fd = lock_file_acquire(path, exclusive=False, blocking=True)
+        except CacheStorageFault:
+            fd = None  # the waiter polls on until its limit, as without this thread
+        with self._lock:
+            if self._closed:
+                if fd is not None:
+                    os.close(fd)
+                return
+            self._fd = fd
+        if fd is not None:
+            self.granted.set()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
 
 def lock_file_acquire(path: Path, *, exclusive: bool, blocking: bool) -> int | None:

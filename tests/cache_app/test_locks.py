@@ -163,3 +163,50 @@ def test_waiters_wake_together_when_the_leader_lands_not_when_it_leaves(cache_di
     in_threads(7, follow)
     leader.join()
     assert followers_left == [(False, False)] * 7
+
+
+# Another process leading a key: holds its lock exclusively, then lands (marks the work done and turns its
+# lock shared, as flight_landed does) and keeps holding it until told to leave.
+LANDING_HOLDER = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+sys.stdin.readline()
+open(sys.argv[2], "w").close()
+fcntl.flock(fd, fcntl.LOCK_SH)
+print("landed", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_process_waiters_wake_together_when_the_holder_lands_before_it_leaves(cache_dir):
+    (cache_dir / ".locks").mkdir(parents=True, exist_ok=True)
+    marker = cache_dir / "done"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LANDING_HOLDER, str(cache_dir / ".locks" / "k7.lock"), str(marker)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        # Waiters that see the work done only after the holder landed (the limit would end a missed wake-up).
+        results = []
+
+        def wait():
+            with single_flight("k7", timeout=30, done=marker.exists) as must_fetch:
+                results.append(must_fetch)
+
+        waiters = [threading.Thread(target=wait) for _ in range(4)]
+        for waiter in waiters:
+            waiter.start()
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "landed"
+        for waiter in waiters:
+            waiter.join(30)
+        assert results == [False] * 4
+        assert holder.poll() is None  # the holder still holds its (shared) lock: nobody waited for it to leave
+    finally:
+        holder.communicate("\n", timeout=10)

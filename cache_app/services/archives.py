@@ -33,6 +33,9 @@ FORMATS = ("zip", "tar.gz", "tar")
 # Large enough to keep syscalls cheap, small enough that a bomb is stopped within one chunk of a cap.
 _CHUNK_SIZE = 1024 * 1024
 
+# Compressed bytes handed to zlib per call: its output stays capped by what the reader asked for.
+_INFLATE_INPUT_BYTES = 64 * 1024
+
 _FILE_MODE = 0o644
 _DIR_MODE = 0o755
 
@@ -400,16 +403,60 @@ def _extract_zip(extractor: _Extractor, archive_path: Path) -> None:
 
 
 def _extract_tar(extractor: _Extractor, raw: IO[bytes], *, name: str, gzipped: bool) -> None:
-    # GzipFile rather than tarfile's own gzip stream: tarfile reads a gzip that ends early as a clean
-    # end of archive, while GzipFile raises EOFError, so a truncated download is never half-extracted.
-    source = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
-    with source, _reading(name, lambda: tarfile.open(fileobj=source, mode="r|")) as tf:
+    source = _Gunzip(raw) if gzipped else raw
+    # Read in chunks of a MiB, not tarfile's 10 KiB records: the Python calls per byte are what cost here.
+    with _reading(name, lambda: tarfile.open(fileobj=source, mode="r|", bufsize=_CHUNK_SIZE)) as tf:
         while (member := _reading(name, tf.next)) is not None:
             _extract_tar_member(extractor, tf, member)
         if not gzipped and tf.offset + tarfile.BLOCKSIZE > extractor.archive_size:
             # tarfile also ends quietly when a plain tar stops on a header boundary; a complete one
             # always has the zero block that marks its end.
             raise UnsafeArchive(f"{name}: truncated tar archive (no end-of-archive block)")
+    if gzipped:
+        # tarfile stops at the end-of-archive block: the gzip is read to its end, so its CRC-32 and length
+        # are checked and nothing but zero padding follows.
+        while _reading(name, lambda: source.read(_CHUNK_SIZE)):
+            pass
+
+
+class _Gunzip:
+    """The decompressed bytes of a gzip stream (one member or several), read front to back with ``read``.
+
+    Not tarfile's own gzip stream, which reads a gzip that ends early as a clean end of archive: this raises
+    EOFError, so a truncated download is never half-extracted. zlib checks each member's CRC-32 and length
+    itself, and each call hands over up to what was asked without copying through further buffers.
+    """
+
+    def __init__(self, raw: IO[bytes]):
+        self._raw = raw
+        self._inflate = zlib.decompressobj(wbits=31)  # 31: a gzip header and trailer around deflate
+        self._input = memoryview(b"")
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            size = _CHUNK_SIZE
+        while True:
+            if self._inflate.eof:
+                # What followed the member: the end of the slice zlib had, then the input after that slice.
+                rest = self._inflate.unused_data + bytes(self._input) or bytes(self._raw.read(_CHUNK_SIZE))
+                if not rest.strip(b"\x00"):
+                    while rest:  # zeros may pad a gzip file; anything else after them is not one
+                        if rest.strip(b"\x00"):
+                            raise zlib.error("data after the zeros that pad the gzip stream")
+                        rest = bytes(self._raw.read(_CHUNK_SIZE))
+                    return b""  # the end, after whole members
+                self._inflate = zlib.decompressobj(wbits=31)
+                self._input = memoryview(rest)
+            if not self._input:
+                self._input = memoryview(self._raw.read(_CHUNK_SIZE))
+                if not self._input:
+                    raise EOFError("compressed file ended before the end-of-stream marker was reached")
+            # Small slices of input: when the output cap stops zlib, it copies what it did not consume.
+            piece = self._input[:_INFLATE_INPUT_BYTES]
+            out = self._inflate.decompress(piece, size)
+            self._input = self._input[len(piece) - len(self._inflate.unconsumed_tail) :]
+            if out:
+                return out
 
 
 def _extract_tar_member(extractor: _Extractor, tf: tarfile.TarFile, member: tarfile.TarInfo) -> None:

@@ -6,7 +6,6 @@ trusted before the whole archive's checksum has matched: until then the staging 
 exactly as when extraction follows the download.
 """
 
-import io
 import queue
 import threading
 from pathlib import Path
@@ -29,31 +28,29 @@ class ExtractionAbandoned(Exception):
     """The download stopped before the archive's end (failure or checksum mismatch)."""
 
 
-class _QueueReader(io.RawIOBase):
+class _QueueReader:
+    """The pieces in the queue as one stream: ``read`` hands over whole pieces (or their front) uncopied."""
+
     def __init__(self, pieces: queue.Queue):
-        super().__init__()
         self._pieces = pieces
         self._current = memoryview(b"")
         self._ended = False
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
+    def read(self, size: int = -1) -> bytes:
         while not self._current:
             if self._ended:
-                return 0
+                return b""
             piece = self._pieces.get()
             if piece is _ABANDON:
                 raise ExtractionAbandoned("the download stopped before the end of the archive")
-            if piece == _END:
+            if piece is _END:
                 self._ended = True
-                return 0
+                return b""
             self._current = memoryview(piece)
-        size = min(len(buffer), len(self._current))
-        buffer[:size] = self._current[:size]
-        self._current = self._current[size:]
-        return size
+        if size is None or size < 0 or size >= len(self._current):
+            size = len(self._current)
+        out, self._current = self._current[:size], self._current[size:]
+        return out
 
 
 class StreamedExtraction:
@@ -64,7 +61,7 @@ class StreamedExtraction:
         self._ended = threading.Event()  # the extraction returned or raised
         self._manifest: dict | None = None
         self._error: BaseException | None = None
-        source = io.BufferedReader(_QueueReader(self._pieces), buffer_size=1024 * 1024)
+        source = _QueueReader(self._pieces)
         self._thread = threading.Thread(
             target=self._extract,
             kwargs={"source": source, "dest_dir": dest_dir, "format": format, "limits": limits, "size": archive_size},

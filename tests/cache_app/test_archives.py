@@ -388,3 +388,36 @@ def test_detect_format_by_magic_not_name(tmp_path):
     gz = tmp_path / "plain.tar"
     gz.write_bytes(gzip.compress(raw_tar.read_bytes()))
     assert detect_format(gz) == "tar.gz"
+
+
+def _gz_variant(tmp_path: Path, model_dir: Path, shape) -> Path:
+    raw_tar = tmp_path / "model.tar"
+    archive_create(source_dir=model_dir, dest_path=raw_tar, format="tar")
+    archive = tmp_path / "variant.tar.gz"
+    archive.write_bytes(shape(raw_tar.read_bytes()))
+    return archive
+
+
+def test_a_gzip_of_several_members_or_zero_padding_extracts_whole(tmp_path, model_dir):
+    for shape in (
+        lambda tar: gzip.compress(tar[:1000]) + gzip.compress(tar[1000:]),
+        lambda tar: gzip.compress(tar) + b"\0" * 3000,
+    ):
+        dest = tmp_path / f"x-{len(list(tmp_path.iterdir()))}"
+        manifest = archive_extract(
+            archive_path=_gz_variant(tmp_path, model_dir, shape), dest_dir=dest, format="tar.gz", limits=LIMITS
+        )
+        assert manifest == manifest_build(root=dest) == manifest_build(root=model_dir)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        lambda tar: gzip.compress(tar) + b"\0\0" + b"not gzip",  # data after the padding
+        lambda tar: gzip.compress(tar)[:-4],  # the trailer's length is cut off
+        lambda tar: gzip.compress(tar)[:-8] + b"\xff" * 8,  # the trailer's CRC-32 and length are wrong
+    ],
+)
+def test_a_gzip_with_a_bad_end_is_refused(tmp_path, model_dir, shape):
+    archive = _gz_variant(tmp_path, model_dir, shape)
+    _assert_refused(tmp_path, archive, "tar.gz", "corrupt or truncated")

@@ -148,11 +148,10 @@ def run(ctx) -> list[dict]:
         if last.get("waiter_lock_wait_ms_p50_max"):
             note += (f"Where the 32-request time goes (one round): the fetcher holds the lock "
                      f"{last.get('fetcher_holding_lock_ms')} ms; {last['waiters'] - last['waiters_hit_before_lock']} "
-                     f"waiters queue on the lock (wait p50/max {last['waiter_lock_wait_ms_p50_max']} ms) and each "
-                     f"re-checks the disk under it (p50/max/sum {last['waiter_locked_disk_check_ms_p50_max_sum']} ms); "
-                     f"lock hand-offs between holders (p50/max/sum {last.get('lock_handoff_gap_ms_p50_max_sum')} ms); "
-                     f"the last waiter ends {last.get('waiters_after_fetcher_released_ms_max')} ms after the fetcher "
-                     f"released the lock.")
+                     f"waiters wait for it (p50/max {last['waiter_lock_wait_ms_p50_max']} ms), woken together when it "
+                     f"commits, without taking the lock, then take the disk hit (p50/max/sum "
+                     f"{last['waiter_locked_disk_check_ms_p50_max_sum']} ms); the last waiter ends "
+                     f"{last.get('waiters_after_fetcher_released_ms_max')} ms after the fetcher left single flight.")
         rows.append(row("P4 single flight: wall time of the 32 requests vs one cold fetch (warm workers, go signal "
                         "to last result)",
                         round(m * 1000, 1), round(o * 1000, 1), "one cold fetch (1 warm process x 1 thread)", "ms",

@@ -186,7 +186,8 @@ class _Transfer:
         """A dropped stream gives what it has left to the stream it was split from, which reads on through
         it (skipping what this one wrote). If that stream has already ended, this one carries on."""
         for other in self.ranges:
-            if other is not rng and other.alive and other.end == rng.start:
+            # One skip per stream: a stream still to read past another's bytes takes no more over.
+            if other is not rng and other.alive and other.end == rng.start and other.skip_to <= other.pos:
                 other.end = rng.end
                 other.skip_from, other.skip_to = rng.start, rng.pos
                 self.ranges.remove(rng)

@@ -120,7 +120,7 @@ def run(ctx) -> list[dict]:
     from cache_app.services.integrity import file_sha256
 
     sizes = [64] if ctx.quick else [64, 512]
-    # 512 MB: 2 reps (each S3 rep is ~95 s: moto serves ranged GETs slowly) and no warm-up round (the 64 MB
+    # 512 MB: 2 reps (each S3 rep is ~30 s: moto serves ranged GETs slowly) and no warm-up round (the 64 MB
     # rows just warmed the same process, servers and code paths; the peer is a fresh process every call).
     reps = {64: 2 if ctx.quick else 5, 512: 2}
     work = ctx.run_dir / "p3"

@@ -79,9 +79,10 @@ def test_workers_forked_after_a_pinned_warm_share_it_and_predict_large_batches(
             # No worker loaded the model itself: it came with the fork.
             assert body["served_from"] == "memory"
         assert len(answers) == CLIENTS * 3
-        # Both workers predicted (each spent CPU on the batches), and neither was replaced after a hang.
+        # Both workers predicted (each spent CPU on the batches: an idle worker spends a few hundredths of a
+        # second on its background threads), and neither was replaced after a hang.
         spent = [sum(w.cpu_times()[:2]) - cpu_before[w.pid] for w in workers]
-        assert min(spent) > 0.2, spent
+        assert min(spent) > 0.1, spent
         assert {w.pid for w in psutil.Process(server.process.pid).children()} == set(cpu_before)
     finally:
         server.stop()

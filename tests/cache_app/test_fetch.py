@@ -231,3 +231,14 @@ def test_verify_finds_a_tampered_disk_copy_and_removes_it(make_artifact):
     assert CacheEntry.objects.get(artifact=artifact, tier=Tier.DISK).state == CacheEntry.State.CORRUPT
     assert artifact_fetch(artifact=artifact).tier == Tier.ORIGIN
     assert artifact_verify(artifact=artifact).ok
+
+
+def test_other_processes_find_the_row_of_a_fresh_copy_without_a_query(make_artifact, django_assert_num_queries):
+    from cache_app.services import fetch
+
+    artifact = make_artifact()
+    fetched = artifact_fetch(artifact=artifact)
+    fetch.entry_ids_reset()  # as in another process, which never saw the row
+    with django_assert_num_queries(0):
+        assert fetch._landed(artifact)
+    assert fetch._entry_ids[artifact.cache_key] == fetched.entry_id

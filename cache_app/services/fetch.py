@@ -121,21 +121,23 @@ def artifact_fetch(*, artifact: Artifact) -> Fetched:
 
 
 def _landed(artifact: Artifact) -> bool:
-    """Single flight's "done": the folder is complete. The thread that notices looks its row up before it
-    wakes the threads waiting behind it, so they find the id here instead of each making the same query."""
-    if not (entry_dir(artifact) / COMPLETE_MARKER).exists():
+    """Single flight's "done": the folder is complete. The thread that notices finds its row before it wakes
+    the threads waiting behind it, so they find the id here instead of each making the same query.
+
+    The folder appeared while this request waited, so a fetch just committed it and noted its row's id in
+    the marker. A folder found at the first look may be older than the database (reset since): its row is
+    always looked up, and a folder without one is adopted and checked (``_disk_hit``)."""
+    folder = entry_dir(artifact)
+    if not (folder / COMPLETE_MARKER).exists():
         return False
     if artifact.cache_key not in _entry_ids:
-        entry_id = _entry_id_lookup(artifact)
+        entry_id = _entry_id_noted(folder) or _entry_id_lookup(artifact)
         if entry_id is not None:
             _entry_ids[artifact.cache_key] = entry_id
     return True
 
 
 def _entry_id_lookup(artifact: Artifact) -> int | None:
-    noted = _entry_id_noted(entry_dir(artifact))
-    if noted is not None:
-        return noted
     return (
         CacheEntry.objects.filter(artifact=artifact, node=settings.NODE_NAME, tier=Tier.DISK)
         .values_list("pk", flat=True)

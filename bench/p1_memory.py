@@ -30,7 +30,7 @@ def before_flow(version, features_frame) -> float:
 
     from cache_app.services.tiers import tier_for
     from cache_app.services.tiers.base import Location
-    from predictions.loaders import predictor_root, predictor_threads
+    from predictions.loaders import predictor_root
 
     began = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="before-", dir=BENCH_DIR.parent / "var" / "bench"))
@@ -62,7 +62,8 @@ def after_flow(folder: Path, features_frame) -> float:
 def run(ctx) -> list[dict]:
     from cache_app.services.fetch import artifact_fetch
     from predictions import inputs, services
-    from predictions.loaders import predictor_root, predictor_threads
+    from predictions.loaders import predictor_root
+    from predictions.threads import prediction_threads
 
     quick = ctx.quick
     n_http = 50 if quick else 200
@@ -95,12 +96,13 @@ def run(ctx) -> list[dict]:
             served = services.predictor_serve(version=version)  # loads + persists into this process once
             predictor = served.obj
             # The bookkeeping is what prediction_run adds around predict: it is measured against predict run
-            # the way the portal runs a small batch (loaders.predictor_threads: no per-call tree thread pool),
+            # the way the portal runs a small batch (threads.prediction_threads: one OpenMP thread, no per-call
+            # tree thread pool),
             # while (c) stays the persisted predictor called as AutoGluon ships it.
             ours_in, floor, floor_same_threads = [], [], []
 
             def predict_as_served():
-                with predictor_threads(rows=len(frame)):
+                with prediction_threads(rows=len(frame)):
                     predictor.predict(frame)
 
             for _ in range(10):

@@ -176,7 +176,7 @@ def _settle(request: _Request, predictor) -> None:
 
 
 def _answer(predictor, frame):
-    with threads.prediction_threads(rows=len(frame)), loaders.predictor_threads(rows=len(frame)):
+    with threads.prediction_threads(rows=len(frame)):
         return loaders.predictor_answer(predictor, frame)
 
 

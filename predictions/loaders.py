@@ -1,7 +1,6 @@
 """Everything that touches AutoGluon. Imported lazily: ``import autogluon.tabular`` costs seconds, and
 ``manage.py`` commands that never load a model should not pay it (gunicorn preloads it instead)."""
 
-import contextlib
 import json
 import os
 import platform
@@ -79,21 +78,6 @@ def predictor_load(folder: Path, *, resident_bytes: int | None = None):
     predictor.persist(models="best", with_ancestors=True, max_memory=None)
     # The bytes measured at publish (predictions.serving_profile) when known; else the folder as an estimate.
     return predictor, resident_bytes or folder_bytes(root)
-
-
-# Tree ensembles (RF, XT) spread one prediction over a thread pool they create per call. For a few rows the
-# pool costs more than the trees (one row on the 1 GB ensemble of bench/: 64 ms with it, 24 ms without), and a
-# threaded server already runs one request per thread; from about a thousand rows the pool pays for itself.
-SEQUENTIAL_MAX_ROWS = 512
-
-
-def predictor_threads(*, rows: int):
-    """The context a prediction of ``rows`` rows runs in: small batches on the calling thread alone."""
-    if rows > SEQUENTIAL_MAX_ROWS:
-        return contextlib.nullcontext()
-    from joblib import parallel_config  # scikit-learn's parallelism; the setting is per thread
-
-    return parallel_config(backend="sequential")
 
 
 def predictor_answer(predictor, frame) -> tuple[list, list[dict] | None]:

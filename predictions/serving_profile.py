@@ -59,7 +59,7 @@ def _measure(root: Path, row: dict) -> dict:
 
     import autogluon.tabular  # noqa: F401 - imported before the baseline: every worker has it already
 
-    from predictions import loaders
+    from predictions import loaders, threads
 
     process = psutil.Process()
     baseline = process.memory_info().rss
@@ -71,7 +71,7 @@ def _measure(root: Path, row: dict) -> dict:
     one = pd.DataFrame([row])
     loaders.predictor_answer(predictor, one)  # the first call builds lazy state no later request pays
     timings = []
-    with loaders.predictor_threads(rows=1):
+    with threads.prediction_threads(rows=1):
         for _ in range(ONE_ROW_REPEATS):
             began = time.perf_counter()
             loaders.predictor_answer(predictor, one)

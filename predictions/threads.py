@@ -27,9 +27,10 @@ import threading
 
 from django.conf import settings
 
-# Up to this many rows a prediction runs on its thread alone (the same bound as ``loaders.predictor_threads``).
-from predictions.loaders import SEQUENTIAL_MAX_ROWS
-
+# Up to this many rows a prediction runs on its thread alone. Tree ensembles (RF, XT) also spread one
+# prediction over a thread pool they create per call: for a few rows the pool costs more than the trees (one
+# row on the 1 GB ensemble of bench/: 64 ms with it, 24 ms without); from about a thousand rows it pays.
+SEQUENTIAL_MAX_ROWS = 512
 _lock = threading.Lock()
 _runtimes: list = []
 _seen_modules: tuple = ()
@@ -48,11 +49,18 @@ def cores() -> int:
 
 @contextlib.contextmanager
 def prediction_threads(*, rows: int):
-    """For the duration of a prediction of ``rows`` rows, the calling thread's OpenMP team; yields its size."""
-    if rows <= SEQUENTIAL_MAX_ROWS or settings.PREDICT_THREADS_PER_WORKER > 0:
-        count = 1 if rows <= SEQUENTIAL_MAX_ROWS else settings.PREDICT_THREADS_PER_WORKER
-        openmp_threads_set(count)
-        yield count
+    """For the duration of a prediction of ``rows`` rows, the calling thread's OpenMP team; yields its size.
+    A small one also runs scikit-learn's tree ensembles on the calling thread, without their pool."""
+    if rows <= SEQUENTIAL_MAX_ROWS:
+        from joblib import parallel_config  # scikit-learn's parallelism; the setting is per thread
+
+        openmp_threads_set(1)
+        with parallel_config(backend="sequential"):
+            yield 1
+        return
+    if settings.PREDICT_THREADS_PER_WORKER > 0:
+        openmp_threads_set(settings.PREDICT_THREADS_PER_WORKER)
+        yield settings.PREDICT_THREADS_PER_WORKER
         return
     count = _cores_take()
     try:

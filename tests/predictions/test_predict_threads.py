@@ -6,7 +6,7 @@ import threading
 import numpy as np
 import pytest
 
-from predictions import demo, inputs, loaders
+from predictions import demo, inputs, threads
 from predictions.services import model_publish, prediction_run
 
 
@@ -38,7 +38,7 @@ def threads_started(monkeypatch):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("rows", "pool_expected"), [(3, False), (loaders.SEQUENTIAL_MAX_ROWS + 1, True)])
+@pytest.mark.parametrize(("rows", "pool_expected"), [(3, False), (threads.SEQUENTIAL_MAX_ROWS + 1, True)])
 def test_small_batches_predict_without_a_thread_pool(forest_predictor_dir, threads_started, rows, pool_expected):
     from autogluon.tabular import TabularPredictor
 

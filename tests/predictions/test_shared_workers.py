@@ -16,7 +16,7 @@ from tests.servers import LOOPBACK, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-BATCH_ROWS = 2000  # far past loaders.SEQUENTIAL_MAX_ROWS: predicted with a thread team
+BATCH_ROWS = 2000  # far past threads.SEQUENTIAL_MAX_ROWS: predicted with a thread team
 CLIENTS = 6
 
 

@@ -154,7 +154,7 @@ class PredictApi(APIView):
         else:
             version = selectors.version_get(model=model, number=params.get("version"))
         rows, single = self._rows(request, version)
-        result = services.prediction_run(version=version, frame=rows.frame, user=request.user, started=started)
+        result = services.prediction_run(version=version, frame=rows.features, user=request.user, started=started)
         if request.accepted_renderer.format == "csv":
             header, table = results.result_table(rows, result)
             return Response({"header": header, "rows": table})

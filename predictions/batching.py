@@ -11,14 +11,15 @@ CPU on that fixed cost. Here a request joins the *lane* of its predictor:
   thread hands the lane to the first queued request, which leads the same way.
 
 A leader waits at most ``PREDICT_BATCH_MAX_WAIT_MS``, and stops at ``PREDICT_BATCH_MAX_ROWS`` rows or as soon
-as no request is on its way, then predicts all queued frames concatenated into one and hands each request
-exactly its own rows' answers. Waiting for requests that are still being parsed is what makes batches large
+as no request is on its way, then predicts all queued rows as one frame and hands each request exactly its
+own rows' answers. Waiting for requests that are still being parsed is what makes batches large
 in a threaded server: a predict holds the GIL, so little else advances while it runs.
 
 Every answer still comes from ``loaders.predictor_answer`` (one function for the whole portal): rows are
-independent in AutoGluon's tabular inference, so a row's answer does not depend on its neighbours. Frames are
-only joined when their column dtypes are identical, so concatenation changes no value or type a request would
-have had alone. A request of ``PREDICT_BATCH_MAX_ROWS`` rows or more runs alone, as before.
+independent in AutoGluon's tabular inference, so a row's answer does not depend on its neighbours. Requests
+are only joined when their column dtypes are identical, so joining changes no value or type a request would
+have had alone. A request's rows come as ``inputs.Columns`` (arrays, not yet a frame: one frame is built per
+call, not per request) or as a DataFrame. A request of ``PREDICT_BATCH_MAX_ROWS`` rows or more runs alone, as before.
 """
 
 import contextlib
@@ -29,12 +30,12 @@ from typing import Any
 
 from django.conf import settings
 
-from predictions import loaders, threads
+from predictions import inputs, loaders, threads
 
 
 @dataclass
 class _Request:
-    frame: Any
+    features: Any  # inputs.Columns or a DataFrame
     done: threading.Event
     answer: tuple | None = None
     error: BaseException | None = None
@@ -59,17 +60,19 @@ _expecting = threading.local()
 shared_calls = {"requests": 0, "largest": 0}
 
 
-def predictor_answer_batched(predictor, frame) -> tuple[list, list[dict] | None]:
-    """``loaders.predictor_answer(predictor, frame)``, sharing the predict call with concurrent requests."""
+def predictor_answer_batched(predictor, features) -> tuple[list, list[dict] | None]:
+    """``loaders.predictor_answer`` on ``features`` (``inputs.Columns`` or a DataFrame), sharing the predict
+    call with concurrent requests."""
     max_rows = settings.PREDICT_BATCH_MAX_ROWS
-    if len(frame) >= max_rows or max_rows <= 1:
+    if len(features) >= max_rows or max_rows <= 1:
         with _lock:
             _arrival_count()
-        return _answer(predictor, frame)
+        return _answer(predictor, inputs.frame_of(features))
     # The predictor object itself (its id, held alive by the lane), so a reloaded model never shares a batch
-    # with the copy it replaced; and the dtypes, so joined frames keep every column's type.
-    key = (id(predictor), tuple(map(str, frame.dtypes)))
-    request = _Request(frame=frame, done=threading.Event())
+    # with the copy it replaced; and the dtypes, so joined rows keep every column's type.
+    dtypes = features.dtypes if isinstance(features, inputs.Columns) else tuple(map(str, features.dtypes))
+    key = (id(predictor), dtypes)
+    request = _Request(features=features, done=threading.Event())
     with _lock:
         _arrival_count()
         lane = _lanes.get(key)
@@ -126,10 +129,10 @@ def _lead(key: tuple, lane: _Lane) -> None:
             _arrived.wait(left)
         batch, rows = [], 0
         for queued in lane.pending:
-            if batch and rows + len(queued.frame) > max_rows:
+            if batch and rows + len(queued.features) > max_rows:
                 break
             batch.append(queued)
-            rows += len(queued.frame)
+            rows += len(queued.features)
         del lane.pending[: len(batch)]
     try:
         _predict(lane.predictor, batch)
@@ -150,10 +153,8 @@ def _predict(predictor, batch: list[_Request]) -> None:
     if len(batch) == 1:
         _settle(batch[0], predictor)
         return
-    import pandas as pd
-
     try:
-        predictions, probabilities = _answer(predictor, pd.concat([r.frame for r in batch], ignore_index=True))
+        predictions, probabilities = _answer(predictor, _joined([queued.features for queued in batch]))
     except Exception:  # noqa: BLE001 - whatever failed, each request gets its own answer or its own error
         for queued in batch:
             _settle(queued, predictor)
@@ -163,14 +164,14 @@ def _predict(predictor, batch: list[_Request]) -> None:
         shared_calls["largest"] = max(shared_calls["largest"], len(batch))
     start = 0
     for queued in batch:
-        end = start + len(queued.frame)
+        end = start + len(queued.features)
         queued.answer = (predictions[start:end], probabilities[start:end] if probabilities is not None else None)
         start = end
 
 
 def _settle(request: _Request, predictor) -> None:
     try:
-        request.answer = _answer(predictor, request.frame)
+        request.answer = _answer(predictor, inputs.frame_of(request.features))
     except BaseException as error:  # handed to the request's own thread
         request.error = error
 
@@ -186,5 +187,14 @@ def _outcome(request: _Request):
     return request.answer
 
 
+def _joined(parts: list):
+    """One frame of several requests' rows, in order (their dtypes are equal: they share a lane)."""
+    if all(isinstance(part, inputs.Columns) for part in parts):
+        return inputs.Columns.joined(parts).frame()
+    import pandas as pd
+
+    return pd.concat([inputs.frame_of(part) for part in parts], ignore_index=True)
+
+
 def _rows(pending: list[_Request]) -> int:
-    return sum(len(r.frame) for r in pending)
+    return sum(len(r.features) for r in pending)

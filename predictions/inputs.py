@@ -12,6 +12,7 @@ count of the rest, so a hostile row cannot make a megabyte-sized answer.
 """
 
 import csv
+import functools
 import io
 import math
 import os
@@ -64,11 +65,50 @@ class _Errors:
             raise InvalidInput(self.found, omitted=self.omitted)
 
 
+class Columns:
+    """Validated feature columns as typed arrays in the predictor's order: the frame ``_frame_general`` would
+    make, not made yet. Building a DataFrame costs more than a one-row request's share of a batched predict,
+    so concurrent requests' columns are joined and made one frame per predict call (``predictions.batching``)."""
+
+    __slots__ = ("names", "arrays")
+
+    def __init__(self, names: list[str], arrays: list):
+        self.names = names
+        self.arrays = arrays
+
+    def __len__(self) -> int:
+        return len(self.arrays[0])
+
+    @property
+    def dtypes(self) -> tuple[str, ...]:
+        """As ``str`` of the frame's column dtypes: "float64", "int64", "object"."""
+        return tuple(str(array.dtype) for array in self.arrays)
+
+    def frame(self):
+        import pandas as pd
+
+        # The arrays are new and the frame's alone: not copying them (nor consolidating into blocks) is the
+        # larger part of what building a small frame costs.
+        return pd.DataFrame(dict(zip(self.names, self.arrays)), copy=False)
+
+    @classmethod
+    def joined(cls, parts: list["Columns"]) -> "Columns":
+        """Several requests' rows, in order; their dtypes must be equal (then no value or type changes)."""
+        import numpy as np
+
+        return cls(parts[0].names, [np.concatenate(column) for column in zip(*(part.arrays for part in parts))])
+
+
+def frame_of(features):
+    """A DataFrame of ``Columns``, or the DataFrame itself."""
+    return features.frame() if isinstance(features, Columns) else features
+
+
 @dataclass
 class Rows:
     """Validated rows: what the predictor gets, what the client sent, and what the client should know."""
 
-    frame: object  # pandas.DataFrame, feature columns in the predictor's order
+    features: object  # Columns (plain values, the usual case) or a pandas.DataFrame, in the predictor's order
     columns: list[str]  # the columns as sent: the CSV header, or the features for JSON
     cells: list[list]  # each row's values as sent, in ``columns`` order (CSV text, JSON values)
     numbers: list[int]  # how errors and warnings number each row: ``instances`` index or CSV row
@@ -76,6 +116,11 @@ class Rows:
     warnings: list[dict] = field(default_factory=list)  # {"row", "field", "value", "message"}, the first ones
     warnings_omitted: int = 0
     row_warnings: list[list[str]] = field(default_factory=list)  # per row, every warning: "field: message"
+
+    @functools.cached_property
+    def frame(self):
+        """The rows as the DataFrame the predictor is given (``prediction_run`` takes ``features`` as it is)."""
+        return frame_of(self.features)
 
 
 class _Warnings:
@@ -295,7 +340,7 @@ class _RowChecker:
     def rows(self, *, columns, cells, typed, numbers) -> Rows:
         """``typed``: each row's feature values in feature order, as checked."""
         return Rows(
-            frame=_frame(self.version, typed),
+            features=_features(self.version, typed),
             columns=columns,
             cells=cells,
             numbers=numbers,
@@ -371,23 +416,19 @@ def _integers(numbers):
     return numbers.astype("float64")
 
 
-def _frame(version, rows: list[list]):
-    """The rows as the DataFrame ``TabularPredictor.predict`` would be given by hand: columns typed as in
-    training (floats as float64, integers as int64 unless a value is missing, categories as text)."""
-    import pandas as pd
-
+def _features(version, rows: list[list]):
+    """The rows as ``TabularPredictor.predict`` would be given them by hand: columns typed as in training
+    (floats as float64, integers as int64 unless a value is missing, categories as text). ``Columns`` when
+    every value is plain, else the DataFrame the general conversion makes."""
     if not rows:
         return _frame_general(version, rows)
-    names = version.feature_names
-    columns = {}
-    for feature, name, values in zip(version.features, names, zip(*rows)):
+    arrays = []
+    for feature, values in zip(version.features, zip(*rows)):
         column = _column_plain(feature["dtype"], values)
         if column is None:
             return _frame_general(version, rows)
-        columns[name] = column
-    # The arrays are new and the frame's alone: not copying them (nor consolidating into blocks) is the
-    # larger part of what building a one-row frame costs.
-    return pd.DataFrame(columns, copy=False)
+        arrays.append(column)
+    return Columns(version.feature_names, arrays)
 
 
 # Integers that float64 holds exactly: within it, converting an int column to float cannot round.

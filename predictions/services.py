@@ -183,7 +183,7 @@ def pinned_versions_warm() -> list[tuple[ModelVersion, str]]:
 
 
 def prediction_run(*, version: ModelVersion, frame, user=None, channel: str = "api", started: float | None = None):
-    """Predict ``frame`` (already validated by ``predictions.inputs``) and log it.
+    """Predict ``frame`` (validated by ``predictions.inputs``: its ``Rows.features``, or a DataFrame) and log it.
 
     The answer is exactly ``TabularPredictor.predict`` (and ``predict_proba`` for classifiers) on the
     frame, from one pass of the models: see ``loaders.predictor_answer``.

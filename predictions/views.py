@@ -75,7 +75,7 @@ def model_predict(request, name):
     except inputs.InvalidInput as error:
         form.add_input_errors(error)
         return _render_model_page(request, version, form=form, status=400, active="form")
-    result, unavailable = _predict(request, version, rows.frame, started=started, form=form, active="form")
+    result, unavailable = _predict(request, version, rows.features, started=started, form=form, active="form")
     if unavailable:
         return unavailable
     form.add_input_warnings(rows)
@@ -111,7 +111,7 @@ def model_predict_csv(request, name):
     except inputs.InvalidInput as error:
         csv_form.add_input_errors(error)
         return _render_model_page(request, version, csv_form=csv_form, status=400, active="csv")
-    result, unavailable = _predict(request, version, parsed.frame, started=started, active="csv")
+    result, unavailable = _predict(request, version, parsed.features, started=started, active="csv")
     if unavailable:
         return unavailable
     header, rows = results.result_table(parsed, result)

@@ -172,7 +172,7 @@ def chunk_run(*, chunk_id: int) -> bool:
         job_fail(job_id=job.pk, message="invalid input", errors=error.errors)
         return False
     try:
-        result = services.prediction_run(version=version, frame=rows.frame, user=job.user, channel="job")
+        result = services.prediction_run(version=version, frame=rows.features, user=job.user, channel="job")
     except ArtifactUnavailable as error:
         raise ChunkUnavailable(f"model {version} unavailable: {error}") from error
 

@@ -18,7 +18,7 @@ def case(request, db, buffered):  # noqa: F811
 
 
 def _frames(case, records):
-    return [inputs.rows_from_json(version=case.version, rows=rows).frame for rows in records]
+    return [inputs.rows_from_json(version=case.version, rows=rows).features for rows in records]
 
 
 def _run_together(case, frames) -> list:
@@ -66,7 +66,7 @@ def test_requests_of_several_rows_and_other_dtypes_are_split_exactly(case, setti
         start += size
     import pandas as pd
 
-    full = pd.concat(_frames(case, chunks), ignore_index=True)
+    full = pd.concat([inputs.frame_of(features) for features in _frames(case, chunks)], ignore_index=True)
     predictor = case.predictor
     plain = predictor.predict(full)
     prediction_run(version=case.version, frame=_frames(case, chunks[:1])[0])

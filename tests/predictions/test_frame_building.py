@@ -1,9 +1,10 @@
 """The DataFrame a request's rows become: built directly for plain rows, identical to the general conversion.
 
-``inputs._frame`` builds each column's array at once when every value is plain (floats, small integers,
-text, missing); ``inputs._frame_general`` converts column by column and handles everything. Whatever the
-path, the predictor must get the same frame, dtypes included: compared here exactly, on rows drawn at
-random from values either path may see.
+``inputs._features`` builds each column's array at once when every value is plain (floats, small integers,
+text, missing) and keeps them as ``Columns``; ``inputs._frame_general`` converts column by column and
+handles everything. Whatever the path, the predictor must get the same frame, dtypes included: compared here
+exactly, on rows drawn at random from values either path may see. Batched requests' columns are joined
+before one frame is made of them: that frame must equal the requests' own frames concatenated.
 """
 
 import random
@@ -51,7 +52,7 @@ def test_frame_equals_the_general_conversion_on_random_rows(seed, plain):
     if plain:
         assert all(inputs._column_plain(feature["dtype"], values) is not None
                    for feature, values in zip(features, zip(*rows)))
-    built = inputs._frame(version, rows)
+    built = inputs.frame_of(inputs._features(version, rows))
     pd.testing.assert_frame_equal(built, inputs._frame_general(version, rows), check_exact=True)
 
 
@@ -60,7 +61,9 @@ def test_plain_rows_take_the_direct_path_and_still_equal_the_general_conversion(
     rows = [[1200, 3, "boston", "a"], [2.5, 2**62, None, None], [None, -4, "", "b"]]
     for feature, values in zip(plain.features, zip(*rows)):
         assert inputs._column_plain(feature["dtype"], values) is not None, feature
-    built = inputs._frame(plain, rows)
+    features = inputs._features(plain, rows)
+    assert isinstance(features, inputs.Columns)
+    built = features.frame()
     pd.testing.assert_frame_equal(built, inputs._frame_general(plain, rows), check_exact=True)
     assert [str(dtype) for dtype in built.dtypes] == ["float64", "int64", "object", "object"]
     assert built["city"].tolist() == ["boston", None, ""]
@@ -72,3 +75,20 @@ def test_values_outside_the_plain_cases_fall_back_to_the_general_conversion():
     assert inputs._column_plain("float", (2**53 + 1,)) is None  # would round: pandas decides
     assert inputs._column_plain("object", ("a", 12)) is None  # a number names a category as text
     assert inputs._column_plain("bool", (True,)) is None
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_joined_columns_make_the_frame_the_requests_frames_concatenated_make(seed):
+    draw = random.Random(seed)
+    plain = SimpleNamespace(features=FEATURES[:4], feature_names=[feature["name"] for feature in FEATURES[:4]])
+    choices = [[value for value in VALUES[feature["dtype"]] if PLAIN[feature["dtype"]](value)]
+               for feature in plain.features]
+    # Requests whose dtypes agree, as a batch's do: no gaps in the integer column.
+    choices[1] = [value for value in choices[1] if value is not None]
+    requests = [inputs._features(plain, [[draw.choice(values) for values in choices]
+                                         for _ in range(draw.randint(1, 4))])
+                for _ in range(draw.randint(2, 6))]
+    joined = inputs.Columns.joined(requests)
+    assert len(joined) == sum(len(request) for request in requests)
+    expected = pd.concat([request.frame() for request in requests], ignore_index=True)
+    pd.testing.assert_frame_equal(joined.frame(), expected, check_exact=True)

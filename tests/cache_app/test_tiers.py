@@ -153,6 +153,30 @@ def test_s3_delay_beyond_deadline_raises_on_time(s3_behind_proxy, tmp_path):
     assert time.monotonic() - started < 2 + SLACK_SECONDS
 
 
+def test_s3_downloads_share_a_client_per_timeout_step(s3_behind_proxy, payload, tmp_path):
+    """Building a client costs more than a small model's download: downloads share one, whose read timeout
+    still fits the time each has left."""
+    location, _ = s3_behind_proxy
+    tier = tier_for(location)
+    far = tier._download_client(deadline=time.monotonic() + 600)
+    assert tier._download_client(deadline=time.monotonic() + 90) is far
+    assert far.meta.config.read_timeout == 60
+    near = tier._download_client(deadline=time.monotonic() + 3)
+    assert near is not far and near.meta.config.read_timeout <= 3
+    # Concurrent downloads on the shared clients each get their own bytes.
+    results = {}
+
+    def fetch(index):
+        results[index] = download(location, tmp_path / f"copy-{index}")
+
+    threads = [threading.Thread(target=fetch, args=(index,)) for index in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert set(results.values()) == {(payload[1], PAYLOAD_BYTES)}
+
+
 # --- Azure through the fault proxy -------------------------------------------------------------------------
 
 

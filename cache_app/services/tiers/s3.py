@@ -23,6 +23,10 @@ MiB = 1024 * 1024
 CONNECT_TIMEOUT = 10.0
 # The longest silence tolerated on an open connection; downloads lower it to the time left.
 READ_TIMEOUT = 60.0
+# A download's read timeout is the time it has left, at most READ_TIMEOUT. botocore fixes timeouts per client,
+# so downloads share one client per step of this ladder (the largest step within the time left): building a
+# client and its first call cost tens of milliseconds, most of a small model's cold fetch.
+READ_TIMEOUT_STEPS = (60.0, 30.0, 15.0, 8.0, 4.0, 2.0, 1.0, 0.5, 0.25)
 # HTTP statuses and error codes meaning "no such object" (HeadObject has no body, hence the bare "404").
 MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
 # Everything the SDK stack raises for a failed transfer. s3transfer wraps streaming errors it retried in
@@ -49,35 +53,31 @@ class S3Tier(RemoteTier):
         self._lock = threading.Lock()
         self._session: boto3.session.Session | None = None
         self._client = None
+        self._download_clients: dict[float, object] = {}
 
     def download(self, location: Location, writer: BinaryIO, *, deadline: float) -> None:
         client = self._download_client(deadline=deadline)
 
-        def check_deadline(**_ignored) -> None:
-            # Checked before every attempt, so botocore's retries cannot run past the deadline either.
-            if time.monotonic() > deadline:
-                raise TierError(f"deadline passed while downloading {location.uri}")
-
         def open_range(start: int):
             ranged = {"Range": f"bytes={start}-"} if start else {}
-            response = client.get_object(Bucket=self.bucket, Key=location.key, **ranged)
+            _sending.download = (deadline, location.uri)
+            try:
+                response = client.get_object(Bucket=self.bucket, Key=location.key, **ranged)
+            finally:
+                _sending.download = None
             body = response["Body"]
             total = int(response["ContentRange"].rsplit("/", 1)[1]) if start else response["ContentLength"]
             return body.iter_chunks(adaptive.CHUNK_BYTES), total, body.close
 
-        client.meta.events.register("before-send.s3.*", check_deadline)
-        try:
-            with self._errors(location, action="download"):
-                adaptive.transfer(
-                    open_range,
-                    writer,
-                    deadline=deadline,
-                    attempts=max(1, settings.MODEL_FETCH_RETRIES),
-                    retryable=SDK_ERRORS,
-                    what=location.uri,
-                )
-        finally:
-            client.close()
+        with self._errors(location, action="download"):
+            adaptive.transfer(
+                open_range,
+                writer,
+                deadline=deadline,
+                attempts=max(1, settings.MODEL_FETCH_RETRIES),
+                retryable=SDK_ERRORS,
+                what=location.uri,
+            )
 
     def upload(self, location: Location, source_path: os.PathLike | str) -> None:
         with self._errors(location, action="upload"):
@@ -110,16 +110,19 @@ class S3Tier(RemoteTier):
             return self._client
 
     def _download_client(self, *, deadline: float):
-        # A client per download, because botocore fixes timeouts (and event handlers) per client: each
-        # socket read may then wait only for the time this download has left. Clients from a shared
-        # session reuse its parsed service model, so this costs milliseconds against a model's seconds.
+        """The client whose timeouts fit the time this download has left (``READ_TIMEOUT_STEPS``)."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TierError("deadline passed before the download started")
+        step = next((step for step in READ_TIMEOUT_STEPS if step <= remaining), READ_TIMEOUT_STEPS[-1])
         with self._lock:
-            return self._new_client(
-                read_timeout=min(READ_TIMEOUT, remaining), connect_timeout=min(CONNECT_TIMEOUT, remaining)
-            )
+            client = self._download_clients.get(step)
+            if client is None:
+                client = self._new_client(read_timeout=step, connect_timeout=min(CONNECT_TIMEOUT, step))
+                # Checked before every attempt, so botocore's retries cannot run past the deadline either.
+                client.meta.events.register("before-send.s3.*", _deadline_check)
+                self._download_clients[step] = client
+            return client
 
     def _new_client(self, *, read_timeout: float, connect_timeout: float):
         """Build a client; the caller holds ``self._lock`` (boto3 sessions are not thread-safe)."""
@@ -152,3 +155,14 @@ class S3Tier(RemoteTier):
             raise TierError(f"S3 {action} of {location.uri} failed: {error}") from error
         except SDK_ERRORS as error:
             raise TierError(f"S3 {action} of {location.uri} failed: {error!r}") from error
+
+
+# (deadline, URI) of the download request this thread is sending: botocore's event handlers are per client,
+# and a client is shared by concurrent downloads.
+_sending = threading.local()
+
+
+def _deadline_check(**_ignored) -> None:
+    download = getattr(_sending, "download", None)
+    if download is not None and time.monotonic() > download[0]:
+        raise TierError(f"deadline passed while downloading {download[1]}")

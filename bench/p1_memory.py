@@ -92,8 +92,8 @@ def run(ctx) -> list[dict]:
             http_s = summary(http)
 
             # In process: the same service call the API makes (memory hit) against the persisted predictor.
-            rows = inputs.rows_from_json(version=version, rows=[features], where="features")
-            frame = rows.frame
+            parsed = inputs.rows_from_json(version=version, rows=[features], where="features")
+            frame = parsed.frame
             served = services.predictor_serve(version=version)  # loads + persists into this process once
             predictor = served.obj
             # The bookkeeping is what prediction_run adds around predict: it is measured against predict run
@@ -107,12 +107,12 @@ def run(ctx) -> list[dict]:
                     predictor.predict(frame)
 
             for _ in range(10):
-                services.prediction_run(version=version, frame=rows.features)
+                services.prediction_run(version=version, frame=parsed.features)
                 predictor.predict(frame)
                 predict_as_served()
             for _ in range(n_http):
                 began = time.perf_counter()
-                services.prediction_run(version=version, frame=rows.features)
+                services.prediction_run(version=version, frame=parsed.features)
                 ours_in.append(time.perf_counter() - began)
                 began = time.perf_counter()
                 predictor.predict(frame)

@@ -19,7 +19,7 @@ Every answer still comes from ``loaders.predictor_answer`` (one function for the
 independent in AutoGluon's tabular inference, so a row's answer does not depend on its neighbours. Requests
 are only joined when their column dtypes are identical, so joining changes no value or type a request would
 have had alone. A request's rows come as ``inputs.Columns`` (arrays, not yet a frame: one frame is built per
-call, not per request) or as a DataFrame. A request of ``PREDICT_BATCH_MAX_ROWS`` rows or more runs alone, as before.
+call, not per request) or as a DataFrame. A request of ``PREDICT_BATCH_MAX_ROWS`` rows or more runs alone.
 """
 
 import contextlib

@@ -420,7 +420,7 @@ def _features(version, rows: list[list]):
     """The rows as ``TabularPredictor.predict`` would be given them by hand: columns typed as in training
     (floats as float64, integers as int64 unless a value is missing, categories as text). ``Columns`` when
     every value is plain, else the DataFrame the general conversion makes."""
-    if not rows:
+    if not rows or not version.features:
         return _frame_general(version, rows)
     arrays = []
     for feature, values in zip(version.features, zip(*rows)):

@@ -93,7 +93,7 @@ def run(ctx) -> list[dict]:
 
             # In process: the same service call the API makes (memory hit) against the persisted predictor.
             parsed = inputs.rows_from_json(version=version, rows=[features], where="features")
-            frame = parsed.frame
+            frame = inputs.frame_of(parsed.features)
             served = services.predictor_serve(version=version)  # loads + persists into this process once
             predictor = served.obj
             # The bookkeeping is what prediction_run adds around predict: it is measured against predict run

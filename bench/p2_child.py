@@ -23,7 +23,7 @@ def first_prediction(mode: str, version_id: int, features: dict, *, ours_tier: s
     from predictions.models import ModelVersion
 
     version = ModelVersion.objects.select_related("artifact", "model").get(pk=version_id)
-    frame = inputs.rows_from_json(version=version, rows=[features], where="features").frame
+    frame = inputs.frame_of(inputs.rows_from_json(version=version, rows=[features], where="features").features)
     raw = raw_prepare(version) if mode == "raw" else None
     began = time.perf_counter()
     if mode == "ours":

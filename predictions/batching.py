@@ -70,8 +70,7 @@ def predictor_answer_batched(predictor, features) -> tuple[list, list[dict] | No
         return _answer(predictor, inputs.frame_of(features))
     # The predictor object itself (its id, held alive by the lane), so a reloaded model never shares a batch
     # with the copy it replaced; and the dtypes, so joined rows keep every column's type.
-    dtypes = features.dtypes if isinstance(features, inputs.Columns) else tuple(map(str, features.dtypes))
-    key = (id(predictor), dtypes)
+    key = (id(predictor), inputs.dtypes_of(features))
     request = _Request(features=features, done=threading.Event())
     with _lock:
         _arrival_count()
@@ -154,7 +153,7 @@ def _predict(predictor, batch: list[_Request]) -> None:
         _settle(batch[0], predictor)
         return
     try:
-        predictions, probabilities = _answer(predictor, _joined([queued.features for queued in batch]))
+        predictions, probabilities = _answer(predictor, inputs.frame_joined([queued.features for queued in batch]))
     except Exception:  # noqa: BLE001 - whatever failed, each request gets its own answer or its own error
         for queued in batch:
             _settle(queued, predictor)
@@ -185,15 +184,6 @@ def _outcome(request: _Request):
     if request.error is not None:
         raise request.error
     return request.answer
-
-
-def _joined(parts: list):
-    """One frame of several requests' rows, in order (their dtypes are equal: they share a lane)."""
-    if all(isinstance(part, inputs.Columns) for part in parts):
-        return inputs.Columns.joined(parts).frame()
-    import pandas as pd
-
-    return pd.concat([inputs.frame_of(part) for part in parts], ignore_index=True)
 
 
 def _rows(pending: list[_Request]) -> int:

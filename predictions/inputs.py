@@ -12,7 +12,6 @@ count of the rest, so a hostile row cannot make a megabyte-sized answer.
 """
 
 import csv
-import functools
 import io
 import math
 import os
@@ -100,8 +99,23 @@ class Columns:
 
 
 def frame_of(features):
-    """A DataFrame of ``Columns``, or the DataFrame itself."""
+    """A DataFrame of ``Rows.features``: ``Columns`` made one, or the DataFrame itself."""
     return features.frame() if isinstance(features, Columns) else features
+
+
+def dtypes_of(features) -> tuple[str, ...]:
+    """``Rows.features``' column dtypes as text ("float64", "int64", "object"), without making a frame."""
+    return features.dtypes if isinstance(features, Columns) else tuple(map(str, features.dtypes))
+
+
+def frame_joined(parts: list):
+    """One frame of several ``Rows.features`` with equal dtypes, rows in order: joined arrays made one frame
+    when all are ``Columns``, else the frames concatenated."""
+    if all(isinstance(part, Columns) for part in parts):
+        return Columns.joined(parts).frame()
+    import pandas as pd
+
+    return pd.concat([frame_of(part) for part in parts], ignore_index=True)
 
 
 @dataclass
@@ -116,11 +130,6 @@ class Rows:
     warnings: list[dict] = field(default_factory=list)  # {"row", "field", "value", "message"}, the first ones
     warnings_omitted: int = 0
     row_warnings: list[list[str]] = field(default_factory=list)  # per row, every warning: "field: message"
-
-    @functools.cached_property
-    def frame(self):
-        """The rows as the DataFrame the predictor is given (``prediction_run`` takes ``features`` as it is)."""
-        return frame_of(self.features)
 
 
 class _Warnings:

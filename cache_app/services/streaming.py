@@ -36,7 +36,7 @@ class _QueueReader:
         self._current = memoryview(b"")
         self._ended = False
 
-    def read(self, size: int = -1) -> bytes:
+    def read(self, size: int = -1) -> memoryview | bytes:
         while not self._current:
             if self._ended:
                 return b""

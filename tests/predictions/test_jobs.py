@@ -87,7 +87,7 @@ def test_job_through_the_api_runs_every_row_in_order(case, api, request):
     assert [{k: row[k] for k in frame.columns} for row in rows] == expected
     # The predictions are the ones a synchronous request gives for the same rows.
     direct = services.prediction_run(
-        version=version, frame=inputs.rows_from_csv(version=version, data=csv_bytes(frame)).frame
+        version=version, frame=inputs.rows_from_csv(version=version, data=csv_bytes(frame)).features
     )
     got = [row["prediction"] for row in rows]
     if probability_columns:

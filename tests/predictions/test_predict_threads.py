@@ -43,15 +43,15 @@ def test_small_batches_predict_without_a_thread_pool(forest_predictor_dir, threa
     from autogluon.tabular import TabularPredictor
 
     version = model_publish(predictor_dir=forest_predictor_dir, name="forest")
-    frame = inputs.rows_from_json(
+    features = inputs.rows_from_json(
         version=version, rows=demo.house_prices(rows, seed=9).drop(columns=["price"]).to_dict("records")
-    ).frame
-    prediction_run(version=version, frame=frame)  # fetch and load; the next call is a memory hit
+    ).features
+    prediction_run(version=version, frame=features)  # fetch and load; the next call is a memory hit
     threads_started.clear()
 
-    result = prediction_run(version=version, frame=frame)
+    result = prediction_run(version=version, frame=features)
 
     assert result.served_from == "memory"
     assert bool(threads_started) is pool_expected, threads_started
-    direct = TabularPredictor.load(str(forest_predictor_dir)).predict(frame)
+    direct = TabularPredictor.load(str(forest_predictor_dir)).predict(inputs.frame_of(features))
     np.testing.assert_allclose(result.predictions, direct.to_numpy(), rtol=1e-6)

@@ -327,8 +327,8 @@ def test_a_blank_field_is_predicted_as_a_missing_value(signed_in, house_version,
     # The same row with null for the blank field, as the API takes it, gives the same prediction.
     (blank,) = changes
     as_json = {"sqft": 1850.5, "bedrooms": 3, "age_years": 12, "city": "boston", blank: None}
-    frame = inputs.rows_from_json(version=house_version, rows=[as_json]).frame
-    expected = prediction_run(version=house_version, frame=frame).predictions[0]
+    features = inputs.rows_from_json(version=house_version, rows=[as_json]).features
+    expected = prediction_run(version=house_version, frame=features).predictions[0]
     assert float(text_of(response, "prediction-value")) == pytest.approx(float(expected), rel=1e-6)
 
 

@@ -24,9 +24,9 @@ CONNECT_TIMEOUT = 10.0
 # The longest silence tolerated on an open connection; downloads lower it to the time left.
 READ_TIMEOUT = 60.0
 # A download's read timeout is the time it has left, at most READ_TIMEOUT. botocore fixes timeouts per client,
-# so downloads share one client per step of this ladder (the largest step within the time left): building a
-# client and its first call cost tens of milliseconds, most of a small model's cold fetch.
-READ_TIMEOUT_STEPS = (60.0, 30.0, 15.0, 8.0, 4.0, 2.0, 1.0, 0.5, 0.25)
+# so calls share one client per step of this ladder (the largest step within the time left; other calls take
+# the first): building a client and its first call cost tens of milliseconds, most of a small model's fetch.
+READ_TIMEOUT_STEPS = (READ_TIMEOUT, 30.0, 15.0, 8.0, 4.0, 2.0, 1.0, 0.5, 0.25)
 # HTTP statuses and error codes meaning "no such object" (HeadObject has no body, hence the bare "404").
 MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
 # Everything the SDK stack raises for a failed transfer. s3transfer wraps streaming errors it retried in
@@ -44,7 +44,7 @@ SDK_ERRORS = (
 
 
 class S3Tier(RemoteTier):
-    """One bucket. The boto3 session and client are built on first use, from settings read at that time."""
+    """One bucket. The boto3 session and clients are built on first use, from settings read at that time."""
 
     scheme = "s3"
 
@@ -52,8 +52,7 @@ class S3Tier(RemoteTier):
         self.bucket = container
         self._lock = threading.Lock()
         self._session: boto3.session.Session | None = None
-        self._client = None
-        self._download_clients: dict[float, object] = {}
+        self._clients: dict[float, object] = {}  # per read timeout, a step of READ_TIMEOUT_STEPS
 
     def download(self, location: Location, writer: BinaryIO, *, deadline: float) -> None:
         client = self._download_client(deadline=deadline)
@@ -104,10 +103,7 @@ class S3Tier(RemoteTier):
         )
 
     def _shared_client(self):
-        with self._lock:
-            if self._client is None:
-                self._client = self._new_client(read_timeout=READ_TIMEOUT, connect_timeout=CONNECT_TIMEOUT)
-            return self._client
+        return self._client_for(READ_TIMEOUT)
 
     def _download_client(self, *, deadline: float):
         """The client whose timeouts fit the time this download has left (``READ_TIMEOUT_STEPS``)."""
@@ -115,13 +111,17 @@ class S3Tier(RemoteTier):
         if remaining <= 0:
             raise TierError("deadline passed before the download started")
         step = next((step for step in READ_TIMEOUT_STEPS if step <= remaining), READ_TIMEOUT_STEPS[-1])
+        return self._client_for(step)
+
+    def _client_for(self, read_timeout: float):
         with self._lock:
-            client = self._download_clients.get(step)
+            client = self._clients.get(read_timeout)
             if client is None:
-                client = self._new_client(read_timeout=step, connect_timeout=min(CONNECT_TIMEOUT, step))
-                # Checked before every attempt, so botocore's retries cannot run past the deadline either.
+                connect_timeout = min(CONNECT_TIMEOUT, read_timeout)
+                client = self._new_client(read_timeout=read_timeout, connect_timeout=connect_timeout)
+                # Checked before every attempt of a download, so botocore's retries cannot outrun its deadline.
                 client.meta.events.register("before-send.s3.*", _deadline_check)
-                self._download_clients[step] = client
+                self._clients[read_timeout] = client
             return client
 
     def _new_client(self, *, read_timeout: float, connect_timeout: float):

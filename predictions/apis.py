@@ -13,7 +13,7 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from predictions import batching, inputs, results, selectors, services
+from predictions import inputs, results, selectors, services
 
 
 class BodyTooLarge(APIException):
@@ -142,10 +142,6 @@ class PredictApi(APIView):
         description="Predict one row, many rows or a CSV file with the model's current (or given) version.",
     )
     def post(self, request, model_ref):
-        with batching.expected():
-            return self._predict(request, model_ref)
-
-    def _predict(self, request, model_ref):
         started = time.monotonic()
         params = self._query(request)
         model = selectors.model_get(model_ref=model_ref)

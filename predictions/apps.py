@@ -6,12 +6,18 @@ class PredictionsConfig(AppConfig):
     verbose_name = "Models and predictions"
 
     def ready(self):
+        from django.core.signals import request_finished, request_started
+
         from cache_app.services import runtime
         from cache_app.services.serving import loader_register
-        from predictions import loaders, lookups, prediction_logs, promotion
+        from predictions import batching, loaders, lookups, prediction_logs, promotion
 
         # Warming an artifact anywhere (admin, API, commands) loads it as predictions are served.
         loader_register(loaders.predictor_load)
+
+        # Leaders of a batch wait while other requests of this process are at work (predictions.batching).
+        request_started.connect(batching.work_begin, dispatch_uid="batching-work-begin")
+        request_finished.connect(batching.work_end, dispatch_uid="batching-work-end")
 
         # Changes made in this process reach its cached lookups at once (others' within their TTL).
         lookups.receivers_connect()

@@ -4,16 +4,19 @@ A model's predict costs about as much for one row as for dozens (AutoGluon's fea
 calls are per call, not per row), so under load a server that predicts each request alone spends most of its
 CPU on that fixed cost. Here a request joins the *lane* of its predictor:
 
-- An idle lane: the request leads at once. It waits for company only while other prediction requests are
-  on their way in this process (``expected``: counted from the API view's first line to their lane), so one
-  client never waits, and its latency is unbatched.
+- An idle lane: the request leads at once. It waits for company only while other requests of this process
+  are *at work* (from Django's ``request_started`` to ``request_finished``, less the time they spend queued
+  in a lane; a streaming response stops counting once made), so one client never waits, and its latency is
+  unbatched.
 - A busy lane (another request is predicting): the request queues. When the running predict ends, its
   thread hands the lane to the first queued request, which leads the same way.
 
 A leader waits at most ``PREDICT_BATCH_MAX_WAIT_MS``, and stops at ``PREDICT_BATCH_MAX_ROWS`` rows or as soon
-as no request is on its way, then predicts all queued rows as one frame and hands each request exactly its
-own rows' answers. Waiting for requests that are still being parsed is what makes batches large
-in a threaded server: a predict holds the GIL, so little else advances while it runs.
+as no other request is at work, then predicts all queued rows as one frame and hands each request exactly its
+own rows' answers. In a threaded server a predict holds the GIL, so little else advances while it runs; the
+threads at work when it ends are parsing the next requests or answering the last batch, and waiting for them
+costs the process no CPU: they would run first anyway. Counting them from Django's handler to the last byte
+sent, not only from the view to the lane, is what makes batches large (bench P7 measures it).
 
 Every answer still comes from ``loaders.predictor_answer`` (one function for the whole portal): rows are
 independent in AutoGluon's tabular inference, so a row's answer does not depend on its neighbours. Requests
@@ -22,7 +25,6 @@ have had alone. A request's rows come as ``inputs.Columns`` (arrays, not yet a f
 call, not per request) or as a DataFrame. A request of ``PREDICT_BATCH_MAX_ROWS`` rows or more runs alone.
 """
 
-import contextlib
 import threading
 import time
 from dataclasses import dataclass
@@ -53,9 +55,10 @@ class _Lane:
 _lock = threading.Lock()
 _arrived = threading.Condition(_lock)
 _lanes: dict[tuple, _Lane] = {}
-# Prediction requests of this process between the API view's start and their lane (or their refusal).
-_expected = 0
-_expecting = threading.local()
+# Requests of this process at work: begun and not finished, less those queued in a lane (their threads wait
+# for a leader, so a leader waiting for them would wait for itself).
+_working = 0
+_at_work = threading.local()
 # Requests answered by a shared call, and the most requests one call answered: for tests and operators.
 shared_calls = {"requests": 0, "largest": 0}
 
@@ -65,58 +68,84 @@ def predictor_answer_batched(predictor, features) -> tuple[list, list[dict] | No
     call with concurrent requests."""
     max_rows = settings.PREDICT_BATCH_MAX_ROWS
     if len(features) >= max_rows or max_rows <= 1:
-        with _lock:
-            _arrival_count()
         return _answer(predictor, inputs.frame_of(features))
     # The predictor object itself (its id, held alive by the lane), so a reloaded model never shares a batch
     # with the copy it replaced; and the dtypes, so joined rows keep every column's type.
     key = (id(predictor), inputs.dtypes_of(features))
     request = _Request(features=features, done=threading.Event())
+    counted = getattr(_at_work, "counted", False)
     with _lock:
-        _arrival_count()
+        if counted:
+            _work_less()
         lane = _lanes.get(key)
         if lane is None:
             lane = _lanes[key] = _Lane(predictor=predictor, pending=[])
         lane.pending.append(request)
         lead = not lane.busy
         lane.busy = True
-        # A waiting leader stops for a full batch, or when the last expected request arrives (_arrival_count).
+        # A waiting leader stops for a full batch, or when no other request is at work (_work_less).
         if not lead and _rows(lane.pending) >= settings.PREDICT_BATCH_MAX_ROWS:
             _arrived.notify_all()
-    if not lead:
-        request.done.wait()
-        if not request.lead:
-            return _outcome(request)
-    _lead(key, lane)
-    return _outcome(request)
-
-
-@contextlib.contextmanager
-def expected():
-    """Around a prediction request, from before its body is parsed: leaders wait for it (briefly)."""
-    global _expected
-    if settings.PREDICT_BATCH_MAX_ROWS <= 1:
-        yield
-        return
-    with _lock:
-        _expected += 1
-        _expecting.counted = True
     try:
-        yield
+        if not lead:
+            request.done.wait()
+            if not request.lead:
+                return _outcome(request)
+        _lead(key, lane)
+        return _outcome(request)
     finally:
-        if getattr(_expecting, "counted", False):  # refused, or predicted without a lane
+        if counted:
             with _lock:
-                _arrival_count()
+                _work_more()
 
 
-def _arrival_count() -> None:
-    """This thread's expected request has arrived (or will not): called with ``_lock`` held."""
-    global _expected
-    if getattr(_expecting, "counted", False):
-        _expecting.counted = False
-        _expected -= 1
-        if _expected == 0:
-            _arrived.notify_all()
+def work_begin(**_kwargs) -> None:
+    """On Django's ``request_started``: this thread's request is at work. A thread counts once, so a request
+    made inside another (the test client in a view) is not counted twice."""
+    if getattr(_at_work, "counted", False):
+        return
+    _at_work.counted = True
+    with _lock:
+        _work_more()
+
+
+def work_end(**_kwargs) -> None:
+    """On Django's ``request_finished``, sent when the server closes the response after its last byte (or
+    earlier, by ``StreamingLeavesWork``)."""
+    if not getattr(_at_work, "counted", False):
+        return
+    _at_work.counted = False
+    with _lock:
+        _work_less()
+
+
+class StreamingLeavesWork:
+    """Middleware: a streaming response (a job's results, a kept result file) is sent for as long as its
+    client reads, mostly waiting on the socket; leaders would wait their whole limit for it. Its thread
+    stops counting as at work once the response is made."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if response.streaming:
+            work_end()
+        return response
+
+
+def _work_more() -> None:
+    """Called with ``_lock`` held."""
+    global _working
+    _working += 1
+
+
+def _work_less() -> None:
+    """Called with ``_lock`` held: the last request at work wakes a waiting leader."""
+    global _working
+    _working -= 1
+    if _working == 0:
+        _arrived.notify_all()
 
 
 def _lead(key: tuple, lane: _Lane) -> None:
@@ -124,7 +153,7 @@ def _lead(key: tuple, lane: _Lane) -> None:
     max_rows = settings.PREDICT_BATCH_MAX_ROWS
     with _lock:
         deadline = time.monotonic() + settings.PREDICT_BATCH_MAX_WAIT_MS / 1000
-        while _expected > 0 and _rows(lane.pending) < max_rows and (left := deadline - time.monotonic()) > 0:
+        while _working > 0 and _rows(lane.pending) < max_rows and (left := deadline - time.monotonic()) > 0:
             _arrived.wait(left)
         batch, rows = [], 0
         for queued in lane.pending:

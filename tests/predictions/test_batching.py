@@ -1,6 +1,9 @@
 """Micro-batching: concurrent requests for one model share predict calls, and each still gets exactly
 AutoGluon's own answer for its rows, for every problem type (compare tests/predictions/test_parity.py)."""
 
+import threading
+import time
+
 import pytest
 
 from predictions import batching, inputs
@@ -91,3 +94,121 @@ def test_one_client_predicts_alone(case):
     for index, frame in enumerate(frames):
         assert prediction_run(version=case.version, frame=frame).predictions == [case.predictions[index]]
     assert batching.shared_calls["requests"] == before["requests"]
+
+
+@pytest.fixture
+def regression(request, db, buffered):  # noqa: F811
+    return Case(request, "regression")
+
+
+def _at_work(task):
+    """``task()`` as a server thread runs a request: counted at work from begin to finish."""
+    def run():
+        batching.work_begin()
+        try:
+            return task()
+        finally:
+            batching.work_end()
+    return run
+
+
+def _server_thread(task) -> threading.Thread:
+    """A thread running ``task`` as a request, with its own database connection, closed at its end."""
+    from django.db import connections
+
+    def run():
+        try:
+            _at_work(task)()
+        finally:
+            connections.close_all()
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_a_leader_waits_for_a_request_at_work_and_shares_its_call(regression, settings):
+    """The leader is alone in its lane, but another request of the process is still at work (parsing, say):
+    it waits for that one's rows instead of predicting alone, and stops as soon as they arrive."""
+    settings.PREDICT_BATCH_MAX_WAIT_MS = 60_000  # the wait ends when the other arrives, never by this limit
+    frames = _frames(regression, [[record] for record in regression.records()[:2]])
+    prediction_run(version=regression.version, frame=frames[0])  # in memory first
+    leader_waiting = threading.Event()
+    answers = {}
+
+    def leader():
+        leader_waiting.set()
+        answers["leader"] = prediction_run(version=regression.version, frame=frames[0]).predictions
+
+    def slow_parser():
+        leader_waiting.wait()
+        time.sleep(0.3)  # the leader is in its lane by now, waiting for this request
+        answers["follower"] = prediction_run(version=regression.version, frame=frames[1]).predictions
+
+    before = dict(batching.shared_calls)
+    began = time.monotonic()
+    for thread in [_server_thread(work) for work in (slow_parser, leader)]:
+        thread.join(timeout=30)
+    assert answers == {"leader": [regression.predictions[0]], "follower": [regression.predictions[1]]}
+    assert batching.shared_calls["requests"] == before["requests"] + 2  # one call answered both
+    assert time.monotonic() - began < 30  # ended by the arrival, not by the wait limit
+    assert batching._working == 0
+
+
+def test_a_lone_request_predicts_without_waiting(regression, settings):
+    settings.PREDICT_BATCH_MAX_WAIT_MS = 60_000
+    frame = _frames(regression, [regression.records()[:1]])[0]
+    began = time.monotonic()
+    answer = _at_work(lambda: prediction_run(version=regression.version, frame=frame).predictions)()
+    assert answer == [regression.predictions[0]]
+    assert time.monotonic() - began < 30  # nobody else at work: no wait at all
+    assert batching._working == 0
+
+
+def test_a_leader_waits_no_longer_than_the_limit_for_a_request_that_never_predicts(regression, settings):
+    settings.PREDICT_BATCH_MAX_WAIT_MS = 300
+    frame = _frames(regression, [regression.records()[:1]])[0]
+    prediction_run(version=regression.version, frame=frame)
+    other_at_work, release = threading.Event(), threading.Event()
+
+    def page_render():  # another request of the process, at work the whole time, that predicts nothing
+        other_at_work.set()
+        release.wait(30)
+
+    other = _server_thread(page_render)
+    other_at_work.wait(30)
+    try:
+        began = time.monotonic()
+        answer = _at_work(lambda: prediction_run(version=regression.version, frame=frame).predictions)()
+        waited = time.monotonic() - began
+    finally:
+        release.set()
+        other.join(30)
+    assert answer == [regression.predictions[0]]
+    assert 0.3 <= waited < 30  # it waited for company, up to the limit, then predicted alone
+    assert batching._working == 0
+
+
+def test_requests_through_django_are_counted_at_work_until_their_response_is_closed(regression, api):
+    from tests.predictions.conftest import HOUSE
+
+    url = f"/api/models/{regression.version.model_id}/predict"
+    assert api.post(url, {"features": HOUSE}, format="json").status_code == 200
+    assert api.post(url, {"features": {**HOUSE, "sqft": "lots"}}, format="json").status_code == 400
+    assert api.get("/api/models/cache/stats").status_code == 403  # staff only: refused, and still counted out
+    assert batching._working == 0
+
+
+def test_a_streaming_response_stops_counting_as_at_work_once_made(rf):
+    from django.http import HttpResponse, StreamingHttpResponse
+
+    streaming = batching.StreamingLeavesWork(lambda request: StreamingHttpResponse(iter([b"a,b\n"])))
+    plain = batching.StreamingLeavesWork(lambda request: HttpResponse(b"{}"))
+    batching.work_begin()
+    try:
+        plain(rf.get("/"))
+        assert batching._working == 1  # a plain response counts until the server closes it
+        streaming(rf.get("/"))
+        assert batching._working == 0  # its body is sent while the client reads: not work leaders wait for
+    finally:
+        batching.work_end()
+    assert batching._working == 0

@@ -5,9 +5,10 @@ Usage: python -m bench.p4_worker ARTIFACT_ID THREADS GO_FILE [WARM_ARTIFACT_ID]
 The process is made a *started, warm* worker before it prints "ready": django.setup, the database
 connection, and (with WARM_ARTIFACT_ID) one cold fetch of a different small artifact, so the S3 client,
 the tier objects, the counters and the lazy imports of the fetch path exist, as in a long-lived gunicorn
-or Celery worker; the counters it buffered are written then. Then it waits for GO_FILE and the measured part starts. Both sides of P4 (32 requests
-over 4 processes, and one request in 1 process) run this same script, so spawn, setup and warm-up are
-excluded on both sides alike.
+or Celery worker; the counters it buffered are written then. Its THREADS threads are started then too, as
+a server's pool is, and wait for the signal. Then it waits for GO_FILE and the measured part starts. Both
+sides of P4 (32 requests over 4 processes, and one request in 1 process) run this same script, so spawn,
+setup, thread start and warm-up are excluded on both sides alike.
 
 Each thread's timings are recorded by wrapping (in this process only) ``fetch.single_flight`` and
 ``fetch._disk_hit``: lock wait (entering single_flight -> holding it), the post-lock disk-hit check, the
@@ -67,11 +68,10 @@ def main() -> None:
 
     fetch.single_flight, fetch._disk_hit = timed_single_flight, timed_disk_hit
     results: list[dict] = []
-    print("ready", flush=True)
-    while not os.path.exists(go_file):
-        time.sleep(0.001)
+    go = threading.Event()
 
     def ask(artifact) -> None:
+        go.wait()
         local.entered = local.acquired = local.released = local.locked_check = None
         began = time.time()
         try:
@@ -86,6 +86,10 @@ def main() -> None:
     workers = [threading.Thread(target=ask, args=(a,)) for a in artifacts]
     for worker in workers:
         worker.start()
+    print("ready", flush=True)
+    while not os.path.exists(go_file):
+        time.sleep(0.001)
+    go.set()
     for worker in workers:
         worker.join()
     print(json.dumps({"tiers": [r["tier"] for r in results], "end": max(r["end"] for r in results),

@@ -11,9 +11,10 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from threading import Barrier
 
+import psutil
 import pytest
 import requests
-from django.db import OperationalError
+from django.db import OperationalError, connection
 from rest_framework.authtoken.models import Token
 
 from cache_app.models import FetchRecord, Tier
@@ -155,6 +156,32 @@ def test_two_nodes_fetch_once_per_fleet_and_obey_each_others_clears(
     assert proxy.count("GET", path_contains=f"/{origin_bucket}/") == 1  # the shared copy was kept
 
 
+def _wait_quiet(frozen):
+    """Return once a process sent SIGSTOP has stopped and nothing it sent is still running on the database.
+
+    A frozen client sends nothing more, but a database server finishes what it already received: a COMMIT
+    sent just before the freeze lands after it. Reading the chunk before then would see it unstored.
+    """
+    give_up = time.monotonic() + 10
+    while frozen.status() != psutil.STATUS_STOPPED:
+        assert time.monotonic() < give_up, frozen.status()
+        time.sleep(0.005)
+    if connection.vendor != "postgresql":  # SQLite commits inside the client: stopped means settled
+        return
+    db_port = int(connection.settings_dict["PORT"] or 5432)
+    ports = [c.laddr.port for c in frozen.net_connections(kind="tcp") if c.raddr and c.raddr.port == db_port]
+    assert ports, "a worker holding a chunk has no database connection"
+    with connection.cursor() as cursor:
+        while True:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE client_port = ANY(%s) AND state = 'active'", [ports]
+            )
+            if cursor.fetchone()[0] == 0:
+                return
+            assert time.monotonic() < give_up, "a frozen worker's statement never finished"
+            time.sleep(0.005)
+
+
 def test_a_worker_killed_mid_job_loses_and_duplicates_no_row(
     redis_url, house_predictor_dir, django_user_model, children, settings, tmp_path
 ):
@@ -202,6 +229,7 @@ def test_a_worker_killed_mid_job_loses_and_duplicates_no_row(
                 continue
             candidate.suspend()
             try:
+                _wait_quiet(candidate)
                 chunk.refresh_from_db()
             except OperationalError:  # frozen while committing, holding SQLite's write lock: try again
                 candidate.resume()

@@ -7,6 +7,7 @@ attacker controls.
 """
 
 import gzip
+import io
 import lzma
 import os
 import re
@@ -404,10 +405,10 @@ def _extract_zip(extractor: _Extractor, archive_path: Path) -> None:
 
 def _extract_tar(extractor: _Extractor, raw: IO[bytes], *, name: str, gzipped: bool) -> None:
     source = _Gunzip(raw) if gzipped else raw
-    # Read in chunks of a MiB, not tarfile's 10 KiB records: the Python calls per byte are what cost here.
-    with _reading(name, lambda: tarfile.open(fileobj=source, mode="r|", bufsize=_CHUNK_SIZE)) as tf:
+    reader = _TarReader(source)
+    with _reading(name, lambda: tarfile.open(fileobj=reader, mode="r:")) as tf:
         while (member := _reading(name, tf.next)) is not None:
-            _extract_tar_member(extractor, tf, member)
+            _extract_tar_member(extractor, tf, member, reader)
         if not gzipped and tf.offset + tarfile.BLOCKSIZE > extractor.archive_size:
             # tarfile also ends quietly when a plain tar stops on a header boundary; a complete one
             # always has the zero block that marks its end.
@@ -417,6 +418,82 @@ def _extract_tar(extractor: _Extractor, raw: IO[bytes], *, name: str, gzipped: b
         # are checked and nothing but zero padding follows.
         while _reading(name, lambda: source.read(_CHUNK_SIZE)):
             pass
+
+
+class _TarReader:
+    """The archive as tarfile reads it in "r:" mode, front to back: headers through ``read``, ``seek`` and
+    ``tell``, member data through ``read_some`` in the pieces the source hands out, uncopied.
+
+    tarfile's own streaming mode copies every byte several times into fresh MiB-sized buffers; the page
+    faults of those allocations cost more than the decompression. The only step back tarfile takes is one
+    byte, to check the archive goes on where the next header should start: that byte is kept.
+    """
+
+    def __init__(self, source: IO[bytes]):
+        self._source = source
+        self._current = memoryview(b"")
+        self._position = 0
+        self._last = memoryview(b"")  # the byte before the position
+        self._pushed_back = False
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence != io.SEEK_SET:
+            raise io.UnsupportedOperation("an archive read front to back only seeks to a position")
+        if offset == self._position - 1 and self._last and not self._pushed_back:
+            self._pushed_back = True
+            self._position -= 1
+        elif offset < self._position:
+            raise io.UnsupportedOperation(f"cannot go back from byte {self._position} to {offset}")
+        while self._position < offset and self.read_some(offset - self._position):
+            pass
+        return self._position
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes; fewer only at the end of the archive."""
+        pieces = []
+        while size is None or size < 0 or size > 0:
+            piece = self.read_some(_CHUNK_SIZE if size is None or size < 0 else size)
+            if not piece:
+                break
+            pieces.append(piece)
+            if size is not None and size >= 0:
+                size -= len(piece)
+        return b"".join(pieces)
+
+    def read_some(self, size: int) -> memoryview:
+        """At most ``size`` bytes, as many as the source has at hand; empty only at the end."""
+        if self._pushed_back:
+            self._pushed_back = False
+            out = self._last
+        else:
+            if not self._current:
+                self._current = memoryview(self._source.read(_CHUNK_SIZE))
+                if not self._current:
+                    return self._current
+            out, self._current = self._current[:size], self._current[size:]
+            self._last = out[-1:]
+        self._position += len(out)
+        return out
+
+
+class _TarMemberData:
+    """A regular member's bytes, read straight from the archive; an archive that ends first is truncated."""
+
+    def __init__(self, reader: _TarReader, size: int):
+        self._reader = reader
+        self._left = size
+
+    def read(self, size: int) -> memoryview | bytes:
+        if not self._left:
+            return b""
+        piece = self._reader.read_some(min(size, self._left))
+        if not piece:
+            raise EOFError("the archive ended inside a member")
+        self._left -= len(piece)
+        return piece
 
 
 class _Gunzip:
@@ -459,7 +536,9 @@ class _Gunzip:
                 return out
 
 
-def _extract_tar_member(extractor: _Extractor, tf: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+def _extract_tar_member(
+    extractor: _Extractor, tf: tarfile.TarFile, member: tarfile.TarInfo, reader: _TarReader
+) -> None:
     name = member.name
     parts = extractor.begin(name)
     if member.issym():
@@ -473,7 +552,10 @@ def _extract_tar_member(extractor: _Extractor, tf: tarfile.TarFile, member: tarf
     if member.isdir():
         extractor.add_dir(name, parts)
     elif member.isreg():
-        extractor.add_file(name, parts, lambda: tf.extractfile(member))
+        if member.issparse():  # its data is a map of pieces: tarfile reassembles it
+            extractor.add_file(name, parts, lambda: tf.extractfile(member))
+        else:
+            extractor.add_file(name, parts, lambda: _TarMemberData(reader, member.size))
     else:
         raise UnsafeArchive(f"{name!r}: unsupported tar member type {member.type!r}")
 

@@ -4,6 +4,7 @@ import gzip
 import io
 import os
 import stat
+import subprocess
 import tarfile
 import zipfile
 from pathlib import Path
@@ -93,6 +94,46 @@ def test_round_trip_preserves_tree(tmp_path, model_dir, fmt):
     assert stat.S_IMODE((dest / "models").stat().st_mode) == 0o755
     assert detect_format(archive) == fmt
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+@pytest.mark.parametrize("tar_format", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT, tarfile.USTAR_FORMAT])
+@pytest.mark.parametrize("gz", [False, True])
+def test_tars_from_other_packers_extract_byte_for_byte(tmp_path, tar_format, gz):
+    # Long names need extension headers (GNU "L", PAX "x") before the member; sizes on and off the
+    # 512-byte blocks move where each next header starts.
+    deep = "d" * 60 + "/" + "e" * 60 if tar_format != tarfile.USTAR_FORMAT else "short"
+    members = {f"{deep}/n-{size}.bin": os.urandom(size) for size in (0, 1, 511, 512, 513, 1024, 70_000)}
+    archive = tmp_path / ("a.tar.gz" if gz else "a.tar")
+    with tarfile.open(archive, "w:gz" if gz else "w", format=tar_format) as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    dest = tmp_path / "out"
+
+    archive_extract(archive_path=archive, dest_dir=dest, format="tar.gz" if gz else "tar", limits=LIMITS)
+
+    assert {p.relative_to(dest).as_posix(): p.read_bytes() for p in dest.rglob("*") if p.is_file()} == members
+
+
+def test_a_gnu_sparse_member_extracts_with_its_holes(tmp_path):
+    source = tmp_path / "src"
+    source.mkdir()
+    with open(source / "sparse.bin", "wb") as f:
+        f.write(b"head" * 100)
+        f.seek(3 * 1024 * 1024)
+        f.write(b"tail" * 100)
+    (source / "after.txt").write_bytes(b"after the sparse member")
+    archive = tmp_path / "a.tar.gz"
+    subprocess.run(["tar", "--sparse", "--format=gnu", "-czf", str(archive), "-C", str(source), "."], check=True)
+    assert any(m.issparse() for m in tarfile.open(archive).getmembers())
+    dest = tmp_path / "out"
+
+    holes_allowed = LIMITS._replace(max_ratio=1e6)  # a hole is nothing in the archive, megabytes on disk
+    archive_extract(archive_path=archive, dest_dir=dest, format="tar.gz", limits=holes_allowed)
+
+    assert (dest / "sparse.bin").read_bytes() == (source / "sparse.bin").read_bytes()
+    assert (dest / "after.txt").read_bytes() == b"after the sparse member"
 
 
 @pytest.mark.parametrize("fmt", ["zip", "tar.gz", "tar"])
@@ -363,6 +404,15 @@ def test_refuses_tar_truncated_on_a_header_boundary(tmp_path):
     # Keep only the first member (header + one data block): tarfile alone would call this a complete archive.
     archive.write_bytes(archive.read_bytes()[:1024])
     _assert_refused(tmp_path, archive, "tar", "truncated")
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_refuses_tar_cut_inside_a_member(tmp_path, gz):
+    whole = _tar(tmp_path / "whole.tar", [(_tarinfo("a.bin"), os.urandom(5000)), (_tarinfo("b.txt"), b"b")])
+    cut = whole.read_bytes()[: 512 + 3000]  # the first header and part of its data
+    archive = tmp_path / ("cut.tar.gz" if gz else "cut.tar")
+    archive.write_bytes(gzip.compress(cut) if gz else cut)
+    _assert_refused(tmp_path, archive, "tar.gz" if gz else "tar", "corrupt or truncated")
 
 
 def test_refuses_corrupt_zip_data(tmp_path):

@@ -124,3 +124,25 @@ def test_a_writer_that_keeps_no_archive_refuses_to_vouch_for_rewritten_bytes(tmp
         with pytest.raises(OSError, match="written again"):
             writer.hexdigest()
     assert (tmp_path / "spill").stat().st_size <= 10
+
+
+def test_no_stream_is_added_on_the_first_window_which_holds_the_ramp_up(tmp_path):
+    size = 16 * MiB
+    data = os.urandom(size)
+    opened = []
+    ticks = iter(range(10**6))
+
+    def open_range(start):
+        opened.append(start)
+        chunks = (data[at : at + MiB] for at in range(start, size, MiB))
+        return chunks, size, lambda: None
+
+    eager = adaptive.Policy(window_seconds=1.0, min_part_bytes=MiB, network_share=0.0, gain=0.0)
+    writer = HashingWriter(tmp_path / "copy")
+    with writer:
+        # Each reading of the clock is one second later: every chunk ends a window of the controller.
+        adaptive.transfer(open_range, writer, deadline=time.monotonic() + 60, attempts=1, retryable=(),
+                          what="synthetic", policy=eager, clock=lambda: float(next(ticks)))
+        assert writer.hexdigest() == hashlib.sha256(data).hexdigest()
+    # The first window only measured; the first split came after the second, with two chunks read.
+    assert opened[:2] == [0, 2 * MiB + (size - 2 * MiB) // 2]

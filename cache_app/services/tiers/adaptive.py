@@ -253,7 +253,9 @@ class _Window:
     def __init__(self, transfer: _Transfer, now: float):
         self.transfer = transfer
         self.began = now
-        self.state = "probe"
+        # The first window holds the request's round trip and the connection's ramp-up: a rate measured
+        # there is low, and any stream added after it would look like a gain.
+        self.state = "warm-up"
         self.rate_before = 0.0
         self.trial: _Range | None = None
 
@@ -265,6 +267,9 @@ class _Window:
             return
         read, waiting, streams = t.window_totals()
         self.began = now
+        if self.state == "warm-up":
+            self.state = "probe"
+            return
         rate = read / elapsed
         if self.state == "trial":
             if t.policy.keeps(rate_before=self.rate_before, rate_after=rate):

@@ -5,11 +5,11 @@ at full speed and answer every range as if they read the whole object first, whi
 rewards parallel ranges. So a transfer starts one open-ended GET and watches where its time goes. While
 the streams spend most of their time waiting for bytes (the network is the limit, not our hashing and
 extraction), it opens one more open-ended GET for the second half of the largest range left, and keeps it
-only if the aggregate rate rose; otherwise the stream it split from reads on through that range and the
-transfer stays as it is.
+only if the transfer is predicted to end sooner with it (``_Window`` says how); otherwise the stream it split
+from reads on through that range and the transfer stays as it is.
 
-Every byte is handed to ``writer.write_at`` once, at its offset; a stream only reads past bytes another one
-already wrote. The tier supplies ``open_range(start)``: the object's bytes from ``start`` to its end, as
+Every byte is handed to ``writer.write_at`` once, at its offset; a stream reads past bytes another one
+already wrote, or opens a new range after them where that is quicker. The tier supplies ``open_range(start)``: the object's bytes from ``start`` to its end, as
 chunks, with the object's size and a way to close the connection.
 """
 
@@ -26,6 +26,9 @@ CHUNK_BYTES = MiB
 
 OpenRange = Callable[[int], tuple[Iterable[bytes], int, Callable[[], None]]]
 
+# What one reading of a stream ended with.
+_DONE, _ENDED, _SKIP = object(), object(), object()
+
 
 @dataclass(frozen=True)
 class Policy:
@@ -33,21 +36,45 @@ class Policy:
     window_seconds: float = 0.5
     # A stream is only added for this much of the object or more: opening one costs a round trip.
     min_part_bytes: int = 32 * MiB
+    # ... and for a part that lasts this many windows at the rate so far: a trial costs about a window
+    # (bytes read out of order, the frontier slowed where the streams share one limit), and the rest of
+    # the part must pay that back.
+    part_windows: float = 4.0
     max_streams: int = 8
     # The streams spent at least this share of the window waiting for bytes: the network is the limit.
     network_share: float = 0.6
-    # An added stream stays only if the aggregate rate rose at least this much.
+    # An added stream stays only if the transfer's predicted time left fell at least this much.
     gain: float = 1.15
+    # The stream a dropped one gave its part back to skips the bytes already written on a new connection
+    # when reading through them would take longer than this many opens of a range (as slow as seen so far).
+    reopen_cost: float = 2.0
 
-    def wants_more(self, *, waiting_share: float, streams: int, largest_left: int) -> bool:
-        return (
-            streams < self.max_streams
-            and waiting_share >= self.network_share
-            and largest_left >= 2 * self.min_part_bytes
-        )
+    def wants_more(self, *, waiting_share: float, streams: int, largest_left: int, rate: float) -> bool:
+        part = max(self.min_part_bytes, rate * self.window_seconds * self.part_windows)
+        return streams < self.max_streams and waiting_share >= self.network_share and largest_left >= 2 * part
 
-    def keeps(self, *, rate_before: float, rate_after: float) -> bool:
-        return rate_after >= rate_before * self.gain
+    def keeps(self, *, seconds_before: float, seconds_after: float) -> bool:
+        return seconds_after * self.gain <= seconds_before
+
+
+@dataclass(frozen=True)
+class WindowTotals:
+    """What the streams did in one window, and what is left of the transfer at its end.
+
+    The frontier is the range holding the first byte not yet read: only its bytes reach the hashing and
+    the extraction as they arrive. Bytes of the other ranges wait until the frontier reaches them.
+    """
+
+    read: int
+    waiting: float
+    streams: int
+    frontier_read: int
+    frontier_left: int
+    others_left: int
+
+    def seconds_left(self, *, frontier_rate: float, consume_rate: float) -> float:
+        """The frontier read at its rate, then the bytes read ahead consumed as fast as we can take them."""
+        return self.frontier_left / max(frontier_rate, 1.0) + self.others_left / max(consume_rate, 1.0)
 
 
 # The policy transfers use unless given one; tests replace it to force streams on or off.
@@ -67,6 +94,7 @@ class _Range:
     alive: bool = True
     waiting: float = 0.0  # seconds spent waiting for bytes in the current window
     read: int = 0  # bytes read in the current window
+    total_read: int = 0
 
 
 @dataclass
@@ -93,10 +121,15 @@ class _Transfer:
         self.errors: list[BaseException] = []
         self.size: int | None = None
         self.report = Report()
+        self.began = 0.0
+        # The longest a range took to open (request to headers): what skipping bytes by reopening costs.
+        self.open_seconds = 0.0
 
     def run(self) -> Report:
+        self.began = self.clock()
         chunks, size, close = self.open_range(0)
         self.size = size
+        self._opened_in(self.clock() - self.began)
         main = _Range(start=0, pos=0, end=size)
         self.ranges.append(main)
         try:
@@ -123,8 +156,14 @@ class _Transfer:
         try:
             while True:
                 try:
-                    if self._read_through(rng, chunks, window):
+                    outcome = self._read_through(rng, chunks, window)
+                    if outcome is _DONE:
                         return
+                    if outcome is _SKIP:
+                        # Past bytes a dropped stream wrote, on a new connection: not a failed attempt.
+                        close()
+                        chunks, close = self._open_again(rng.pos)
+                        continue
                     reason = "the connection ended early"
                 except self.retryable as error:
                     reason = repr(error)
@@ -132,36 +171,53 @@ class _Transfer:
                 if attempt >= self.attempts:
                     raise TierError(f"{self.what}: {reason} at byte {rng.pos}, after {attempt} attempts")
                 attempt += 1
-                chunks, size, close = self.open_range(rng.pos)
-                if size != self.size:
-                    raise TierError(f"{self.what} changed size while downloading ({self.size} -> {size})")
+                chunks, close = self._open_again(rng.pos)
         finally:
             close()
             with self.lock:
                 rng.alive = False
 
-    def _read_through(self, rng: _Range, chunks, window) -> bool:
-        """Read until the range is done (True) or the connection ends (False)."""
+    def _open_again(self, start: int):
+        began = self.clock()
+        chunks, size, close = self.open_range(start)
+        if size != self.size:
+            close()
+            raise TierError(f"{self.what} changed size while downloading ({self.size} -> {size})")
+        self._opened_in(self.clock() - began)
+        return chunks, close
+
+    def _opened_in(self, seconds: float) -> None:
+        with self.lock:
+            self.open_seconds = max(self.open_seconds, seconds)
+
+    def _read_through(self, rng: _Range, chunks, window) -> object:
+        """Read until the range is done (_DONE), the connection ends (_ENDED), or a new connection past bytes
+        a dropped stream wrote would be quicker than reading through them (_SKIP, with ``rng.pos`` there)."""
         iterator = iter(chunks)
         offset = rng.pos
         while True:
             with self.lock:
                 if self.errors:
-                    return True  # another stream failed: the transfer does, and says why
+                    return _DONE  # another stream failed: the transfer does, and says why
                 if (rng.drop and self._hand_over(rng)) or offset >= rng.end:
                     # Decided under the lock: nobody hands this stream more work once it has ended.
                     rng.alive = False
-                    return True
+                    return _DONE
+                if rng.skip_from <= offset < rng.skip_to and self._quicker_to_skip(rng.skip_to - offset):
+                    self.report.decisions.append(f"skipped {(rng.skip_to - offset) / MiB:.0f} MiB already written")
+                    rng.pos = rng.skip_to
+                    return _SKIP
             if time.monotonic() > self.deadline:
                 raise TierError(f"deadline passed while downloading {self.what}")
             waited = self.clock()
             chunk = next(iterator, None)
             waited = self.clock() - waited
             if chunk is None:
-                return False
+                return _ENDED
             with self.lock:
                 rng.waiting += waited
                 rng.read += len(chunk)
+                rng.total_read += len(chunk)
             offset = self._deliver(rng, offset, memoryview(chunk))
             if window is not None:
                 window.tick()
@@ -181,6 +237,15 @@ class _Transfer:
             offset += size
             data = data[size:]
         return offset
+
+    def _quicker_to_skip(self, skipped: int) -> bool:
+        """Whether opening a range (as long as the slowest open so far took) beats reading ``skipped`` bytes
+        at the rate the transfer has had. Where a server is slow to answer ranges, it reads through."""
+        elapsed = self.clock() - self.began
+        total = sum(r.total_read for r in self.ranges)
+        if elapsed <= 0 or not total:
+            return False
+        return self.policy.reopen_cost * self.open_seconds < skipped / (total / elapsed)
 
     def _hand_over(self, rng: _Range) -> bool:
         """A dropped stream gives what it has left to the stream it was split from, which reads on through
@@ -217,10 +282,7 @@ class _Transfer:
 
     def _helper(self, rng: _Range) -> None:
         try:
-            chunks, size, close = self.open_range(rng.start)
-            if size != self.size:
-                close()
-                raise TierError(f"{self.what} changed size while downloading ({self.size} -> {size})")
+            chunks, close = self._open_again(rng.start)
             self._stream(rng, chunks, close, control=False)
         except BaseException as error:
             with self.lock:
@@ -235,20 +297,36 @@ class _Transfer:
         with self.lock:
             return max((r.end - r.pos for r in self.ranges if r.alive), default=0)
 
-    def window_totals(self) -> tuple[int, float, int]:
-        """Bytes read and seconds spent waiting in the window by all streams, and the streams counted."""
+    def window_totals(self) -> WindowTotals:
+        """What the streams did since the last call (their counters start again) and what is left."""
         with self.lock:
-            streams = [r for r in self.ranges if r.alive]
-            read = sum(r.read for r in self.ranges)
-            waiting = sum(r.waiting for r in self.ranges)
+            unfinished = [r for r in self.ranges if r.pos < r.end]
+            frontier = min(unfinished, key=lambda r: r.pos, default=None)
+            totals = WindowTotals(
+                read=sum(r.read for r in self.ranges),
+                waiting=sum(r.waiting for r in self.ranges),
+                streams=sum(1 for r in self.ranges if r.alive),
+                frontier_read=frontier.read if frontier else 0,
+                frontier_left=frontier.end - frontier.pos if frontier else 0,
+                others_left=sum(r.end - r.pos for r in unfinished if r is not frontier),
+            )
             for r in self.ranges:
                 r.read = 0
                 r.waiting = 0.0
-            return read, waiting, len(streams)
+            return totals
 
 
 class _Window:
-    """The controller, run by the first stream between its chunks: measure, then add, keep or drop."""
+    """The controller, run by the first stream between its chunks: measure, then add, keep or drop.
+
+    A stream added for the second half of a range reads bytes that wait for the frontier: the hashing
+    and the extraction take bytes in order. So a trial is judged by the time it predicts is left, not by
+    the bytes the streams read: the frontier's range at the rate it now gets, then what was read ahead at
+    the rate we consumed bytes before (a stream that waits for the network most of the time leaves the
+    consumer idle as long). Where each stream has its own limit (a distant store), the frontier keeps its
+    rate and the stream pays; where the streams share one (a busy server), the frontier slows and it does
+    not, however many bytes the two read together.
+    """
 
     def __init__(self, transfer: _Transfer, now: float):
         self.transfer = transfer
@@ -257,6 +335,7 @@ class _Window:
         # there is low, and any stream added after it would look like a gain.
         self.state = "warm-up"
         self.rate_before = 0.0
+        self.consume_rate = 0.0
         self.trial: _Range | None = None
 
     def tick(self) -> None:
@@ -265,30 +344,34 @@ class _Window:
         elapsed = max(now - self.began, 1e-9)
         if self.state == "settled" or elapsed < t.policy.window_seconds:
             return
-        read, waiting, streams = t.window_totals()
+        totals = t.window_totals()
         self.began = now
         if self.state == "warm-up":
             self.state = "probe"
             return
-        rate = read / elapsed
+        rate = totals.read / elapsed
+        streams = totals.streams
         if self.state == "trial":
-            if t.policy.keeps(rate_before=self.rate_before, rate_after=rate):
+            after = totals.seconds_left(frontier_rate=totals.frontier_read / elapsed, consume_rate=self.consume_rate)
+            before = (totals.frontier_left + totals.others_left) / max(self.rate_before, 1.0)
+            verdict = f"{rate / MiB:.0f} MiB/s, {after:.1f} s left against {before:.1f} s"
+            if t.policy.keeps(seconds_before=before, seconds_after=after):
                 t.report.streams_kept += 1
-                t.report.decisions.append(f"kept stream {streams}: {rate / MiB:.0f} MiB/s")
+                t.report.decisions.append(f"kept stream {streams}: {verdict}")
                 self.state = "probe"
             else:
                 with t.lock:
                     self.trial.drop = True
-                t.report.decisions.append(
-                    f"dropped stream {streams}: {rate / MiB:.0f} MiB/s against {self.rate_before / MiB:.0f}"
-                )
+                t.report.decisions.append(f"dropped stream {streams}: {verdict}")
                 self.state = "settled"
                 return
-        share = waiting / (elapsed * max(1, streams))
-        if t.policy.wants_more(waiting_share=share, streams=streams, largest_left=t.largest_left()):
+        share = totals.waiting / (elapsed * max(1, streams))
+        if t.policy.wants_more(waiting_share=share, streams=streams, largest_left=t.largest_left(), rate=rate):
             self.trial = t.split()
             if self.trial is not None:
                 self.rate_before = rate
+                # The share of its time a stream did not wait for bytes went to handing them on in order.
+                self.consume_rate = totals.frontier_read / elapsed / max(1.0 - share, 0.05)
                 self.state = "trial"
                 t.report.decisions.append(
                     f"added stream {streams + 1}: {rate / MiB:.0f} MiB/s, {share:.0%} of the time waiting"

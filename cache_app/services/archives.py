@@ -451,16 +451,12 @@ class _TarReader:
             pass
         return self._position
 
-    def read(self, size: int = -1) -> bytes:
-        """Up to ``size`` bytes; fewer only at the end of the archive."""
+    def read(self, size: int) -> bytes:
+        """``size`` bytes (tarfile always says how many); fewer only at the end of the archive."""
         pieces = []
-        while size is None or size < 0 or size > 0:
-            piece = self.read_some(_CHUNK_SIZE if size is None or size < 0 else size)
-            if not piece:
-                break
+        while size > 0 and (piece := self.read_some(size)):
             pieces.append(piece)
-            if size is not None and size >= 0:
-                size -= len(piece)
+            size -= len(piece)
         return b"".join(pieces)
 
     def read_some(self, size: int) -> memoryview:
@@ -541,6 +537,8 @@ def _extract_tar_member(
 ) -> None:
     name = member.name
     parts = extractor.begin(name)
+    if member.size < 0:  # base-256 size fields can say so; tarfile would then step back to an earlier header
+        raise UnsafeArchive(f"{name!r}: negative member size ({member.size})")
     if member.issym():
         raise UnsafeArchive(f"{name!r}: symlink members are not allowed (-> {member.linkname!r})")
     if member.islnk():

@@ -471,3 +471,15 @@ def test_a_gzip_of_several_members_or_zero_padding_extracts_whole(tmp_path, mode
 def test_a_gzip_with_a_bad_end_is_refused(tmp_path, model_dir, shape):
     archive = _gz_variant(tmp_path, model_dir, shape)
     _assert_refused(tmp_path, archive, "tar.gz", "corrupt or truncated")
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_refuses_a_member_with_a_negative_size(tmp_path, gz):
+    whole = _tar(tmp_path / "a.tar", [(_tarinfo("a.bin"), os.urandom(3000)), (_tarinfo("b.txt"), b"b")])
+    raw = bytearray(whole.read_bytes())
+    raw[124:136] = b"\xff" + (-1024).to_bytes(11, "big", signed=True)  # base-256 size field: -1024
+    raw[148:156] = b" " * 8
+    raw[148:156] = b"%06o\0 " % sum(raw[:512])  # the header's checksum, so tarfile reads the header
+    archive = tmp_path / ("neg.tar.gz" if gz else "neg.tar")
+    archive.write_bytes(gzip.compress(bytes(raw)) if gz else bytes(raw))
+    _assert_refused(tmp_path, archive, "tar.gz" if gz else "tar", "negative member size")

@@ -9,8 +9,9 @@ only if the transfer is predicted to end sooner with it (``_Window`` says how); 
 from reads on through that range and the transfer stays as it is.
 
 Every byte is handed to ``writer.write_at`` once, at its offset; a stream reads past bytes another one
-already wrote, or opens a new range after them where that is quicker. The tier supplies ``open_range(start)``: the object's bytes from ``start`` to its end, as
-chunks, with the object's size and a way to close the connection.
+already wrote, or opens a new range after them where that is quicker. The tier supplies
+``open_range(start)``: the object's bytes from ``start`` to its end, as chunks, with the object's size and
+a way to close the connection.
 """
 
 import threading
@@ -94,7 +95,6 @@ class _Range:
     alive: bool = True
     waiting: float = 0.0  # seconds spent waiting for bytes in the current window
     read: int = 0  # bytes read in the current window
-    total_read: int = 0
 
 
 @dataclass
@@ -122,6 +122,7 @@ class _Transfer:
         self.size: int | None = None
         self.report = Report()
         self.began = 0.0
+        self.bytes_read = 0  # by every stream, dropped ones included
         # The longest a range took to open (request to headers): what skipping bytes by reopening costs.
         self.open_seconds = 0.0
 
@@ -162,7 +163,7 @@ class _Transfer:
                     if outcome is _SKIP:
                         # Past bytes a dropped stream wrote, on a new connection: not a failed attempt.
                         close()
-                        chunks, close = self._open_again(rng.pos)
+                        chunks, close = self._connect(rng.pos)
                         continue
                     reason = "the connection ended early"
                 except self.retryable as error:
@@ -171,13 +172,15 @@ class _Transfer:
                 if attempt >= self.attempts:
                     raise TierError(f"{self.what}: {reason} at byte {rng.pos}, after {attempt} attempts")
                 attempt += 1
-                chunks, close = self._open_again(rng.pos)
+                chunks, close = self._connect(rng.pos)
         finally:
             close()
             with self.lock:
                 rng.alive = False
 
-    def _open_again(self, start: int):
+    def _connect(self, start: int):
+        """``open_range(start)`` for a stream of this transfer: the object must not have changed size, and
+        the time the open took is noted (what skipping bytes on a new connection costs)."""
         began = self.clock()
         chunks, size, close = self.open_range(start)
         if size != self.size:
@@ -217,7 +220,7 @@ class _Transfer:
             with self.lock:
                 rng.waiting += waited
                 rng.read += len(chunk)
-                rng.total_read += len(chunk)
+                self.bytes_read += len(chunk)
             offset = self._deliver(rng, offset, memoryview(chunk))
             if window is not None:
                 window.tick()
@@ -242,10 +245,9 @@ class _Transfer:
         """Whether opening a range (as long as the slowest open so far took) beats reading ``skipped`` bytes
         at the rate the transfer has had. Where a server is slow to answer ranges, it reads through."""
         elapsed = self.clock() - self.began
-        total = sum(r.total_read for r in self.ranges)
-        if elapsed <= 0 or not total:
+        if elapsed <= 0 or not self.bytes_read:
             return False
-        return self.policy.reopen_cost * self.open_seconds < skipped / (total / elapsed)
+        return self.policy.reopen_cost * self.open_seconds < skipped / (self.bytes_read / elapsed)
 
     def _hand_over(self, rng: _Range) -> bool:
         """A dropped stream gives what it has left to the stream it was split from, which reads on through
@@ -282,7 +284,7 @@ class _Transfer:
 
     def _helper(self, rng: _Range) -> None:
         try:
-            chunks, close = self._open_again(rng.start)
+            chunks, close = self._connect(rng.start)
             self._stream(rng, chunks, close, control=False)
         except BaseException as error:
             with self.lock:

@@ -3,8 +3,8 @@
 A request appends its log row (a tuple of column values, not a model instance) to this process's buffer and
 goes on; a flusher thread writes what has gathered every ``PREDICTION_LOG_FLUSH_SECONDS`` with one
 ``executemany``. Neither ``PredictionLog(...)`` nor ``bulk_create`` is on this path: they run Python for each
-field of each row (about 40 us a row together), and at a thousand predictions a second per worker, that
-work held the GIL in bursts long enough to cost the serving threads over 5% of their throughput (bench P7). Nothing is lost on a graceful
+field of each row (about 38 us a row together, 12 us now), and at a thousand predictions a second per worker
+that work held the GIL the serving threads need (bench P7 gained 3.6% without it). Nothing is lost on a graceful
 stop (gunicorn's ``worker_exit`` and ``atexit`` flush what is left) nor while the database is down (the
 rows go back to the front of the buffer and are tried again, later and later); the buffer is bounded by
 ``PREDICTION_LOG_BUFFER_MAX``, past which the oldest rows are dropped and counted, so an outage cannot

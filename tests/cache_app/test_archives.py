@@ -473,6 +473,17 @@ def test_a_gzip_with_a_bad_end_is_refused(tmp_path, model_dir, shape):
     _assert_refused(tmp_path, archive, "tar.gz", "corrupt or truncated")
 
 
+def test_a_gzip_whose_data_changed_where_inflate_cannot_tell_is_refused_by_its_crc(tmp_path):
+    """Stored (uncompressed) deflate blocks decode whatever bytes they hold: only the member's CRC-32 catches a
+    changed byte, so this is the check the inflater must make."""
+    tar = _tar(tmp_path / "a.tar", [(_tarinfo("weights.bin"), os.urandom(200_000))]).read_bytes()
+    stored = bytearray(gzip.compress(tar, compresslevel=0))
+    stored[len(stored) // 2] ^= 0x01
+    archive = tmp_path / "flipped.tar.gz"
+    archive.write_bytes(bytes(stored))
+    _assert_refused(tmp_path, archive, "tar.gz", "corrupt or truncated")
+
+
 @pytest.mark.parametrize("gz", [False, True])
 def test_refuses_a_member_with_a_negative_size(tmp_path, gz):
     whole = _tar(tmp_path / "a.tar", [(_tarinfo("a.bin"), os.urandom(3000)), (_tarinfo("b.txt"), b"b")])

@@ -48,8 +48,8 @@ _DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
 _READ_ERRORS = (
     zipfile.BadZipFile,
     tarfile.TarError,
-    zlib.error,
-    zlib_ng.error,
+    zlib.error,  # zipfile inflates its members with zlib
+    zlib_ng.error,  # _Gunzip inflates gzip with zlib-ng
     lzma.LZMAError,
     EOFError,
     OSError,

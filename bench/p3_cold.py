@@ -70,9 +70,13 @@ def _extract(archive: Path, dest: Path) -> None:
         tf.extractall(dest, filter="data")
 
 
-def _extract_stream(stream, dest: Path) -> None:
-    with tarfile.open(fileobj=stream, mode="r|gz") as tf:
+def _extract_stream(stream, dest: Path, *, sha256: str | None = None) -> None:
+    """Extract as it arrives; with ``sha256``, also hash it as read and check it once read to its end."""
+    reader = _Sha256Reader(stream, sha256) if sha256 else stream
+    with tarfile.open(fileobj=reader, mode="r|gz") as tf:
         tf.extractall(dest, filter="data")
+    if sha256:
+        reader.verify()
 
 
 class _Sha256Reader:
@@ -94,12 +98,6 @@ class _Sha256Reader:
             pass
         if self._sha256.hexdigest() != self._expected:
             raise RuntimeError("the streamed archive's SHA-256 does not match")
-
-
-def _extract_stream_verified(raw, expected: str, dest: Path) -> None:
-    reader = _Sha256Reader(raw, expected)
-    _extract_stream(reader, dest)
-    reader.verify()
 
 
 def _timed(work: Path, body):
@@ -193,20 +191,13 @@ def run(ctx) -> list[dict]:
                     container.get_blob_client(key).download_blob(max_concurrency=8).readinto(f)
                 _extract(scratch / "a.tar.gz", scratch / "x")
 
-            def stream_s3(scratch, verified=False):
-                body = s3.get_object(Bucket="bench-origin", Key=key)["Body"]
-                if verified:
-                    _extract_stream_verified(body, sha256, scratch / "x")
-                else:
-                    _extract_stream(body, scratch / "x")
+            def stream_s3(scratch, check=None):
+                _extract_stream(s3.get_object(Bucket="bench-origin", Key=key)["Body"], scratch / "x", sha256=check)
 
-            def stream_azure(scratch, verified=False):
+            def stream_azure(scratch, check=None):
                 with requests.get(sas_url, stream=True, timeout=60) as response:
                     response.raise_for_status()
-                    if verified:
-                        _extract_stream_verified(response.raw, sha256, scratch / "x")
-                    else:
-                        _extract_stream(response.raw, scratch / "x")
+                    _extract_stream(response.raw, scratch / "x", sha256=check)
 
             def peer(cloud):
                 def run_peer():
@@ -224,7 +215,7 @@ def run(ctx) -> list[dict]:
             for cloud, uri, floor, stream in (("S3", f"s3://bench-origin/{key}", floor_s3, stream_s3),
                                               ("Azure", f"azure://bench-origin/{key}", floor_azure, stream_azure)):
                 methods = {"ours": None, "floor": _timed(work, floor), "stream": _timed(work, stream),
-                           "stream_sha256": _timed(work, functools.partial(stream, verified=True))}
+                           "stream_sha256": _timed(work, functools.partial(stream, check=sha256))}
                 if peer_py:
                     methods["peer"] = peer(cloud.lower())
                 times = {m: [] for m in methods}

@@ -6,6 +6,7 @@ tier with a good copy, safe extraction into a temporary folder, atomic rename, r
 Integrity, ownership and fault handling are described in docs/cache-integrity.md.
 """
 
+import functools
 import json
 import logging
 import os
@@ -79,7 +80,21 @@ class Fetched:
 
 
 def entry_dir(artifact: Artifact) -> Path:
-    return cache_root() / artifact.cache_key
+    return _entry_paths(cache_root(), artifact.cache_key)[0]
+
+
+def _complete(artifact: Artifact) -> tuple[Path, Path] | None:
+    """The entry's folder and its model folder if its completion marker is there, else None."""
+    folder, marker, model = _entry_paths(cache_root(), artifact.cache_key)
+    return (folder, model) if os.path.exists(marker) else None
+
+
+# Built once per entry: the requests woken by one fetch each look at the marker, and building the paths
+# costs more than the look itself.
+@functools.lru_cache(maxsize=1024)
+def _entry_paths(root: Path, cache_key: str) -> tuple[Path, str, Path]:
+    folder = root / cache_key
+    return folder, str(folder / COMPLETE_MARKER), folder / MODEL_FOLDER
 
 
 def shared_location(artifact: Artifact) -> Location | None:
@@ -127,9 +142,10 @@ def _landed(artifact: Artifact) -> bool:
     The folder appeared while this request waited, so a fetch just committed it and noted its row's id in
     the marker. A folder found at the first look may be older than the database (reset since): its row is
     always looked up, and a folder without one is adopted and checked (``_disk_hit``)."""
-    folder = entry_dir(artifact)
-    if not (folder / COMPLETE_MARKER).exists():
+    complete = _complete(artifact)
+    if complete is None:
         return False
+    folder = complete[0]
     if artifact.cache_key not in _entry_ids:
         entry_id = _entry_id_noted(folder) or _entry_id_lookup(artifact)
         if entry_id is not None:
@@ -169,9 +185,10 @@ def _entry_id_noted(folder: Path) -> int | None:
 
 
 def _disk_hit(artifact: Artifact, *, started: float) -> Fetched | None:
-    folder = entry_dir(artifact)
-    if not (folder / COMPLETE_MARKER).exists():
+    complete = _complete(artifact)
+    if complete is None:
         return None
+    folder, model = complete
     entry_id = _entry_ids.get(artifact.cache_key)
     if entry_id is None:
         entry_id = _entry_id_lookup(artifact)
@@ -187,7 +204,7 @@ def _disk_hit(artifact: Artifact, *, started: float) -> Fetched | None:
     # Buffered like memory hits: concurrent waiters released by one fetch must not queue on row writes.
     counters().touch(entry_id)
     counters().record(Tier.DISK, hits=1)
-    return Fetched(path=folder / MODEL_FOLDER, tier=Tier.DISK, seconds=time.monotonic() - started, entry_id=entry_id)
+    return Fetched(path=model, tier=Tier.DISK, seconds=time.monotonic() - started, entry_id=entry_id)
 
 
 def _fetch_into_disk(

@@ -9,6 +9,7 @@ long as it writes them: a temporary whose key is not locked belongs to a dead pr
 whose key is locked is a download in progress and is left alone, however old.
 """
 
+import functools
 import logging
 import os
 import re
@@ -36,7 +37,13 @@ _claim_lock = threading.Lock()
 
 
 def cache_root() -> Path:
-    return Path(settings.MODEL_CACHE_DIR)
+    return _root_path(settings.MODEL_CACHE_DIR)
+
+
+# Every disk hit and every woken waiter asks for the root: building a Path costs more than the stat that follows.
+@functools.lru_cache(maxsize=8)
+def _root_path(configured: str | Path) -> Path:
+    return Path(configured)
 
 
 def made_by_cache(name: str) -> bool:

@@ -18,6 +18,7 @@ error instead of running the whole retry chain again: N callers cost one retry c
 
 import errno
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -152,7 +153,7 @@ def flight_landed(key: str) -> None:
 def _file_lock(key: str, *, deadline: float, done: Callable[[], bool]) -> Iterator[None]:
     """One process of this node at a time; the OS frees it if the holder dies, so a killed worker never
     wedges the node."""
-    path = Path(settings.MODEL_CACHE_DIR) / LOCKS_FOLDER / f"{key}.lock"
+    path = _key_paths(settings.MODEL_CACHE_DIR, key)[0]
     waiting: _SharedWait | None = None
     try:
         while (fd := lock_file_acquire(path, exclusive=True, blocking=False)) is None:
@@ -323,7 +324,15 @@ def _raise_recent_failure(key: str) -> None:
 
 
 def _failure_path(key: str) -> Path:
-    return Path(settings.MODEL_CACHE_DIR) / LOCKS_FOLDER / f"{key}.failed"
+    return _key_paths(settings.MODEL_CACHE_DIR, key)[1]
+
+
+# Built once per key: every request that waits on a fetch asks for both, and the Paths cost more than the
+# system calls made on them.
+@functools.lru_cache(maxsize=1024)
+def _key_paths(cache_dir: str | Path, key: str) -> tuple[Path, Path]:
+    folder = Path(cache_dir) / LOCKS_FOLDER
+    return folder / f"{key}.lock", folder / f"{key}.failed"
 
 
 def _fleet_lock(key: str, *, deadline: float):

@@ -227,10 +227,10 @@ def run(ctx) -> list[dict]:
                 warm_up = list(methods) if size == sizes[0] else ["ours", "stream"]
                 for method in warm_up:
                     _ours(uri, archive, sha256) if method == "ours" else methods[method]()
-                # 512 MB: moto's ranged GETs make the floor ~30 s a round, Azurite ~3 s, so Azure affords five
+                # 512 MB: moto's ranged GETs make the floor ~30 s a round, Azurite ~3 s, so Azure affords seven
                 # rounds. One GET or one of ours moves by +-30% between rounds on this shared 2-core machine: a
                 # median of two or three is a coin toss.
-                rounds = 5 if size == 512 and cloud == "Azure" else reps[size]
+                rounds = 7 if size == 512 and cloud == "Azure" else reps[size]
                 for i in range(rounds):
                     order = list(methods)[i % len(methods):] + list(methods)[: i % len(methods)]
                     for method in order:

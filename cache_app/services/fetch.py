@@ -84,9 +84,19 @@ def entry_dir(artifact: Artifact) -> Path:
 
 
 def _complete(artifact: Artifact) -> tuple[Path, Path] | None:
-    """The entry's folder and its model folder if its completion marker is there, else None."""
+    """The entry's folder and its model folder if its completion marker is there, else None.
+
+    Only a marker that is not there is a miss: one that cannot be looked at (an I/O error, a folder this
+    process may not read) is a fault of this node's disk, said as such rather than guessed to be absent and
+    fetched again into a folder that fails the same way."""
     folder, marker, model = _entry_paths(cache_root(), artifact.cache_key)
-    return (folder, model) if os.path.exists(marker) else None
+    try:
+        os.stat(marker)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as error:
+        raise CacheStorageFault.from_os_error(error, doing=f"looking for the disk copy {folder.name}") from error
+    return folder, model
 
 
 # Built once per entry: the requests woken by one fetch each look at the marker, and building the paths

@@ -9,7 +9,7 @@ from django.core.management import call_command
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from cache_app.models import Artifact, CacheEntry, Tier
+from cache_app.models import Artifact, CacheEntry, FetchRecord, Tier
 from cache_app.services import archives, runtime
 from cache_app.services.errors import CacheStorageFault
 from cache_app.services.eviction import TEMP_FOLDER
@@ -106,3 +106,19 @@ def test_reconcile_quarantines_a_complete_folder_missing_its_manifest(make_artif
     assert not folder.exists()
     assert [p.name.split(".")[0] for p in (Path(settings.MODEL_CACHE_DIR) / ".quarantine").iterdir()] == [folder.name]
     assert artifact_fetch(artifact=artifact).tier == Tier.ORIGIN
+
+
+def test_a_disk_copy_that_cannot_be_looked_at_is_a_coded_fault_not_a_miss(make_artifact, settings):
+    """A marker that fails to stat for any reason but absence (here a real symlink loop where the entry's folder
+    should be) is a 503 fault at the first look: no download into a folder that fails the same way, and
+    nothing the cache did not create is touched."""
+    artifact = make_artifact()
+    folder = Path(settings.MODEL_CACHE_DIR) / artifact.cache_key
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder.symlink_to(folder.name)
+    with pytest.raises(CacheStorageFault) as raised:
+        artifact_fetch(artifact=artifact)
+    assert raised.value.code == "cache_storage_error"
+    assert "Too many levels of symbolic links" in str(raised.value)
+    assert not FetchRecord.objects.filter(artifact=artifact).exists()
+    assert folder.is_symlink()

@@ -251,13 +251,15 @@ def _fetch_into_disk(
         final = _commit(staging, manifest, entry_dir(artifact))
         steps["extract"] = time.monotonic() - step
 
-        entry = disk_entry_record(artifact, final, verified=True, size_bytes=unpacked)
-        _entry_id_note(artifact, final, entry.pk)
-        # Committed and recorded: whoever waits can serve it now, not after the bookkeeping and write-through.
-        on_committed()
         if artifact.unpacked_bytes != unpacked:
+            # Written before the waiters wake, not after: woken together, they would compete with this write for
+            # the CPU and the database, and this request's answer would wait for them.
             artifact.unpacked_bytes = unpacked
             artifact.save(update_fields=["unpacked_bytes"])
+        entry = disk_entry_record(artifact, final, verified=True, size_bytes=unpacked)
+        _entry_id_note(artifact, final, entry.pk)
+        # Committed and recorded: whoever waits can serve it now, not after the write-through.
+        on_committed()
 
         if tier == Tier.ORIGIN:
             step = time.monotonic()

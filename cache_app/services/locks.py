@@ -39,9 +39,16 @@ class FetchWaitTimeout(ArtifactUnavailable):
     code = "model_fetch_busy"
 
 
+class _Flight(threading.Event):
+    """A key's flight in this process: set when its leader leaves, waking every follower at once. ``landed``
+    says the leader saw the work done, so its followers leave without each looking again."""
+
+    landed = False
+
+
 _guard = threading.Lock()
-# Per key, while one thread of this process leads: set when it leaves, waking every follower at once.
-_flights: dict[str, threading.Event] = {}
+# Per key, while one thread of this process leads.
+_flights: dict[str, _Flight] = {}
 
 # How often a waiter looks at a lock held by another node, and at whether the work is done: waiters leave
 # as soon as it is, without queueing through the lock one by one. Within a node, waiters are woken by the
@@ -108,11 +115,11 @@ def _thread_flight(key: str, *, deadline: float, done: Callable[[], bool]) -> It
         with _guard:
             flight = _flights.get(key)
             if flight is None:
-                flight = _flights[key] = threading.Event()
+                flight = _flights[key] = _Flight()
                 break
         if not flight.wait(max(0.0, deadline - time.monotonic())):
             raise FetchWaitTimeout(f"waited for another thread fetching {key} until the wait limit")
-        if done():
+        if flight.landed or done():
             raise _Done
         # The leader failed: its error is ours, unless it is old news (then the next one here leads).
         _raise_recent_failure(key)
@@ -123,6 +130,9 @@ def _thread_flight(key: str, *, deadline: float, done: Callable[[], bool]) -> It
             time.sleep(FILE_LOCK_POLL_SECONDS)
     try:
         yield
+    except _Done:
+        flight.landed = True
+        raise
     finally:
         with _guard:
             del _flights[key]
@@ -131,7 +141,7 @@ def _thread_flight(key: str, *, deadline: float, done: Callable[[], bool]) -> It
 
 def flight_landed(key: str) -> None:
     """Called by the leader once the work is done and visible: every waiter of this node wakes now, together,
-    and leaves (``done`` is true for them) while the leader finishes what only it needs.
+    and leaves (without each looking at the disk again) while the leader finishes what only it needs.
 
     This process's waiters wait on the flight's event; other processes' wait for a shared lock on the key's
     lock file, granted to all of them at once when the leader turns its exclusive lock into a shared one.
@@ -146,6 +156,7 @@ def flight_landed(key: str) -> None:
         except OSError as error:  # the other processes then wake when the leader leaves, as before
             logger.warning("could not share the lock of %s with its waiters: %s", key, error)
     if flight is not None:
+        flight.landed = True
         flight.set()
 
 

@@ -180,17 +180,29 @@ sys.stdin.readline()
 """
 
 
-def test_process_waiters_wake_together_when_the_holder_lands_before_it_leaves(cache_dir):
+def _landing_holder(cache_dir: Path, key: str, marker: Path) -> subprocess.Popen:
+    """Start LANDING_HOLDER on ``key``'s lock file, once it holds the lock; it writes ``marker`` as it lands."""
     (cache_dir / ".locks").mkdir(parents=True, exist_ok=True)
-    marker = cache_dir / "done"
     holder = subprocess.Popen(
-        [sys.executable, "-c", LANDING_HOLDER, str(cache_dir / ".locks" / "k7.lock"), str(marker)],
+        [sys.executable, "-c", LANDING_HOLDER, str(cache_dir / ".locks" / f"{key}.lock"), str(marker)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def _land(holder: subprocess.Popen) -> None:
+    holder.stdin.write("\n")
+    holder.stdin.flush()
+    assert holder.stdout.readline().strip() == "landed"
+
+
+def test_process_waiters_wake_together_when_the_holder_lands_before_it_leaves(cache_dir):
+    marker = cache_dir / "done"
+    holder = _landing_holder(cache_dir, "k7", marker)
     try:
-        assert holder.stdout.readline().strip() == "held"
         # Waiters that see the work done only after the holder landed (the limit would end a missed wake-up).
         results = []
 
@@ -201,12 +213,76 @@ def test_process_waiters_wake_together_when_the_holder_lands_before_it_leaves(ca
         waiters = [threading.Thread(target=wait) for _ in range(4)]
         for waiter in waiters:
             waiter.start()
-        holder.stdin.write("\n")
-        holder.stdin.flush()
-        assert holder.stdout.readline().strip() == "landed"
+        _land(holder)
         for waiter in waiters:
             waiter.join(30)
         assert results == [False] * 4
         assert holder.poll() is None  # the holder still holds its (shared) lock: nobody waited for it to leave
+    finally:
+        holder.communicate("\n", timeout=10)
+
+
+def test_followers_of_a_leader_that_landed_leave_without_looking_again(cache_dir):
+    from cache_app.services.locks import flight_landed
+
+    finished = threading.Event()
+    followers_inside = threading.Semaphore(0)
+    looks = []
+
+    def look() -> bool:
+        looks.append(threading.get_ident())
+        return finished.is_set()
+
+    def lead():
+        with single_flight("k8", timeout=30, done=finished.is_set) as must_fetch:
+            assert must_fetch
+            for _ in range(7):
+                assert followers_inside.acquire(timeout=10)
+            time.sleep(0.1)  # every follower has reached its wait
+            finished.set()
+            flight_landed("k8")
+            time.sleep(0.1)  # still leading while they leave: none of them can become a leader that looks
+
+    def follow():
+        followers_inside.release()
+        with single_flight("k8", timeout=30, done=look) as must_fetch:
+            return must_fetch
+
+    leader = threading.Thread(target=lead)
+    leader.start()
+    time.sleep(0.1)
+    assert in_threads(7, follow) == [False] * 7
+    leader.join()
+    assert looks == []
+
+
+def test_followers_of_a_waiter_that_saw_the_work_done_leave_without_looking_again(cache_dir):
+    marker = cache_dir / "done"
+    holder = _landing_holder(cache_dir, "k9", marker)
+    looks = []
+    results = []
+
+    def look() -> bool:
+        looks.append(threading.get_ident())
+        return marker.exists()
+
+    def wait(done):
+        with single_flight("k9", timeout=30, done=done) as must_fetch:
+            results.append(must_fetch)
+
+    try:
+        # This process's leader waits for the other process's lock; three followers wait for it.
+        waiters = [threading.Thread(target=wait, args=(marker.exists,))]
+        waiters[0].start()
+        time.sleep(0.1)
+        waiters += [threading.Thread(target=wait, args=(look,)) for _ in range(3)]
+        for waiter in waiters[1:]:
+            waiter.start()
+        time.sleep(0.1)
+        _land(holder)
+        for waiter in waiters:
+            waiter.join(30)
+        assert results == [False] * 4
+        assert looks == []
     finally:
         holder.communicate("\n", timeout=10)

@@ -23,7 +23,8 @@ def _round(env, artifact_id: int, *, processes: int, threads: int, scratch, warm
     go = scratch / f"go-{uuid.uuid4().hex}"
     children = [subprocess.Popen([PYTHON, "-m", "bench.p4_worker", str(artifact_id), str(threads), str(go),
                                   str(warm_ids[i])],
-                                 cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                 cwd=REPO_ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
                 for i in range(processes)]
     for child in children:
         line = child.stdout.readline()
@@ -32,12 +33,14 @@ def _round(env, artifact_id: int, *, processes: int, threads: int, scratch, warm
     time.sleep(0.2)  # let the ready processes settle (the last one printed "ready" a moment ago)
     go.touch()
     t0 = time.time()
+    # Every worker's results first; only then may any exit (communicate closes its stdin), after the clock.
+    lines = [child.stdout.readline() for child in children]
     tiers, ends, threads_out = [], [], []
-    for child in children:
-        out, err = child.communicate(timeout=300)
-        if child.returncode != 0:
+    for child, line in zip(children, lines):
+        _, err = child.communicate(timeout=300)
+        if child.returncode != 0 or not line.strip():
             raise RuntimeError(err[-1500:])
-        result = json.loads(out.strip().splitlines()[-1])
+        result = json.loads(line)
         tiers += result["tiers"]
         ends.append(result["end"])
         threads_out += result["threads"]

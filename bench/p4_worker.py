@@ -1,6 +1,6 @@
 """P4's worker process: THREADS threads fetch one cold artifact at a signal; prints per-thread timings.
 
-Usage: python -m bench.p4_worker ARTIFACT_ID THREADS GO_FILE [WARM_ARTIFACT_ID]
+Usage: python -m bench.p4_worker ARTIFACT_ID THREADS GO_FILE [WARM_ARTIFACT_ID]; exits when its stdin closes.
 
 The process is made a *started, warm* worker before it prints "ready": django.setup, the database
 connection, and (with WARM_ARTIFACT_ID) one cold fetch of a different small artifact, so the S3 client,
@@ -8,7 +8,7 @@ the tier objects, the counters and the lazy imports of the fetch path exist, as 
 or Celery worker; the counters it buffered are written then. Its THREADS threads are started then too, as
 a server's pool is, and wait for the signal. Then it waits for GO_FILE and the measured part starts. Both
 sides of P4 (32 requests over 4 processes, and one request in 1 process) run this same script, so spawn,
-setup, thread start and warm-up are excluded on both sides alike.
+setup, thread start and warm-up, and the exit after the results, are excluded on both sides alike.
 
 Each thread's timings are recorded by wrapping (in this process only) ``fetch.single_flight`` and
 ``fetch._disk_hit``: lock wait (entering single_flight -> holding it), the post-lock disk-hit check, the
@@ -93,7 +93,11 @@ def main() -> None:
     for worker in workers:
         worker.join()
     print(json.dumps({"tiers": [r["tier"] for r in results], "end": max(r["end"] for r in results),
-                      "threads": results}))
+                      "threads": results}), flush=True)
+    # Stay up until the parent has every process's results (it closes our stdin then), as a server's workers
+    # outlive their requests: a process exiting (interpreter teardown, its counters' last write) while the
+    # others still answer would load the machine on the 32-request side only.
+    sys.stdin.read()
 
 
 if __name__ == "__main__":

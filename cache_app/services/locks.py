@@ -177,6 +177,7 @@ def _file_lock(key: str, *, deadline: float, done: Callable[[], bool]) -> Iterat
             # Granted when the holder lands or leaves; the slice only bounds how late the wait limit is seen.
             if waiting.granted.wait(min(SHARED_WAIT_SLICE_SECONDS, max(0.0, deadline - time.monotonic()))):
                 if done():
+                    flight_landed(key)  # this process's followers wake now, not once this wait is unwound
                     raise _Done
                 # The holder left without the work done (it failed): queue for the exclusive lock again.
                 waiting.close()

@@ -117,9 +117,12 @@ def _thread_flight(key: str, *, deadline: float, done: Callable[[], bool]) -> It
             if flight is None:
                 flight = _flights[key] = _Flight()
                 break
+        woken = not flight.is_set()
         if not flight.wait(max(0.0, deadline - time.monotonic())):
             raise FetchWaitTimeout(f"waited for another thread fetching {key} until the wait limit")
-        if flight.landed or done():
+        # A follower that waited takes the leader's word; one that came after the landing (the work may have
+        # gone again since, and it is back for that reason) looks for itself.
+        if (woken and flight.landed) or done():
             raise _Done
         # The leader failed: its error is ours, unless it is old news (then the next one here leads).
         _raise_recent_failure(key)

@@ -286,3 +286,29 @@ def test_followers_of_a_waiter_that_saw_the_work_done_leave_without_looking_agai
         assert looks == []
     finally:
         holder.communicate("\n", timeout=10)
+
+
+def test_a_thread_that_comes_after_the_landing_looks_for_itself(cache_dir):
+    from cache_app.services.locks import flight_landed
+
+    landed = threading.Event()
+    release = threading.Event()
+
+    def lead():
+        with single_flight("k10", timeout=30, done=lambda: False) as must_fetch:
+            assert must_fetch
+            flight_landed("k10")  # landed, yet the work is gone again at once (evicted meanwhile)
+            landed.set()
+            release.wait(30)  # the leader's own bookkeeping runs on
+
+    leader = threading.Thread(target=lead)
+    leader.start()
+    try:
+        assert landed.wait(10)
+        threading.Timer(0.3, release.set).start()
+        # Not told the work is done on the leader's word: it waits for the leader to leave, then leads.
+        with single_flight("k10", timeout=30, done=lambda: False) as must_fetch:
+            assert must_fetch
+    finally:
+        release.set()
+        leader.join()

@@ -4,6 +4,7 @@ import json
 import shutil
 import statistics
 import subprocess
+import threading
 import time
 import uuid
 from collections import Counter
@@ -21,25 +22,40 @@ def _round(env, artifact_id: int, *, processes: int, threads: int, scratch, warm
     the signal, for the 32-request side and the 1-request side alike.
     """
     go = scratch / f"go-{uuid.uuid4().hex}"
-    children = [subprocess.Popen([PYTHON, "-m", "bench.p4_worker", str(artifact_id), str(threads), str(go),
-                                  str(warm_ids[i])],
-                                 cwd=REPO_ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True)
-                for i in range(processes)]
-    for child in children:
-        line = child.stdout.readline()
-        if line.strip() != "ready":
-            raise RuntimeError(f"worker failed to start: {line} {child.stderr.read()[-1500:]}")
-    time.sleep(0.2)  # let the ready processes settle (the last one printed "ready" a moment ago)
-    go.touch()
-    t0 = time.time()
-    # Every worker's results first; only then may any exit (communicate closes its stdin), after the clock.
-    lines = [child.stdout.readline() for child in children]
+    # Each worker's stderr goes to a file: a pipe nobody drains while the results are awaited could fill and
+    # stall the worker writing to it.
+    logs = [scratch / f"{go.name}-worker-{i}.err" for i in range(processes)]
+    children = []
+    for i in range(processes):
+        with open(logs[i], "w") as log:
+            children.append(subprocess.Popen(
+                [PYTHON, "-m", "bench.p4_worker", str(artifact_id), str(threads), str(go), str(warm_ids[i])],
+                cwd=REPO_ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True))
+    # A stuck worker is killed, so its output ends and the round fails instead of hanging the bench.
+    watchdog = threading.Timer(300, lambda: [child.kill() for child in children])
+    watchdog.start()
+    try:
+        for child, log in zip(children, logs):
+            line = child.stdout.readline()
+            if line.strip() != "ready":
+                raise RuntimeError(f"worker failed to start: {line} {log.read_text()[-1500:]}")
+        time.sleep(0.2)  # let the ready processes settle (the last one printed "ready" a moment ago)
+        go.touch()
+        t0 = time.time()
+        # Every worker's results first; only then may any exit (communicate closes its stdin), after the clock.
+        lines = [child.stdout.readline() for child in children]
+        for child in children:
+            child.communicate()
+    except BaseException:
+        for child in children:
+            child.kill()
+        raise
+    finally:
+        watchdog.cancel()
     tiers, ends, threads_out = [], [], []
-    for child, line in zip(children, lines):
-        _, err = child.communicate(timeout=300)
+    for child, line, log in zip(children, lines, logs):
         if child.returncode != 0 or not line.strip():
-            raise RuntimeError(err[-1500:])
+            raise RuntimeError(log.read_text()[-1500:])
         result = json.loads(line)
         tiers += result["tiers"]
         ends.append(result["end"])

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from cache_app.services import locks
 from cache_app.services.locks import FetchWaitTimeout, single_flight
 from tests.processes import in_threads
 
@@ -256,6 +257,13 @@ def test_followers_of_a_leader_that_landed_leave_without_looking_again(cache_dir
     assert looks == []
 
 
+def _until(condition, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
 def test_followers_of_a_waiter_that_saw_the_work_done_leave_without_looking_again(cache_dir):
     marker = cache_dir / "done"
     holder = _landing_holder(cache_dir, "k9", marker)
@@ -274,7 +282,7 @@ def test_followers_of_a_waiter_that_saw_the_work_done_leave_without_looking_agai
         # This process's leader waits for the other process's lock; three followers wait for it.
         waiters = [threading.Thread(target=wait, args=(marker.exists,))]
         waiters[0].start()
-        time.sleep(0.1)
+        _until(lambda: "k9" in locks._flights)  # it leads this process's flight
         waiters += [threading.Thread(target=wait, args=(look,)) for _ in range(3)]
         for waiter in waiters[1:]:
             waiter.start()

@@ -15,6 +15,7 @@ logger = logging.getLogger(__name__)
 def api_exception_handler(exc, context):
     from cache_app.services.errors import ArtifactUnavailable
     from predictions.inputs import InvalidInput
+    from predictions.jobs.dispatch import JobQueueUnavailable
     from predictions.selectors import NotFound
 
     if isinstance(exc, NotFound):
@@ -34,8 +35,8 @@ def api_exception_handler(exc, context):
         logger.warning("database unavailable: %s", exc)
         return Response({"detail": f"the database cannot be reached: {exc}", "code": "database_unavailable"},
                         status=status.HTTP_503_SERVICE_UNAVAILABLE)
-    if isinstance(exc, ArtifactUnavailable):
-        logger.warning("model unavailable: %s", exc)
+    if isinstance(exc, ArtifactUnavailable | JobQueueUnavailable):
+        logger.warning("unavailable: %s", exc)
         return Response({"detail": str(exc), "code": exc.code}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
     response = exception_handler(exc, context)
     if response is not None and isinstance(exc, APIException) and isinstance(response.data, dict):

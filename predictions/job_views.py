@@ -46,6 +46,9 @@ def job_list(request):
             except InvalidInput as error:
                 for key, message in error.errors.items():
                     form.add_error("file" if key == "file" else None, message if key == "file" else f"{key}: {message}")
+            except dispatch.JobQueueUnavailable as error:
+                form.add_error(None, f"{error}. Submit the file again in a moment.")
+                status = 503
             else:
                 return redirect("web:job-detail", job_id=job.pk)
     job_services.jobs_fail_stalled()

@@ -15,6 +15,7 @@ from pathlib import Path
 import filelock
 from django.conf import settings
 from django.db import connection, transaction
+from kombu.exceptions import OperationalError as BrokerError
 
 from predictions.jobs import services
 from predictions.jobs.services import RETRYABLE, TERMINAL, job_fail, jobs_fail_stalled, retry_delay
@@ -23,12 +24,31 @@ from predictions.models import BatchJob, ModelVersion
 logger = logging.getLogger(__name__)
 
 
+class JobQueueUnavailable(Exception):
+    """The broker at ``REDIS_URL`` cannot take the job's chunks: a fault to wait out, not of the request."""
+
+    code = "job_queue_unavailable"
+
+
 def job_submit(*, version: ModelVersion, data, filename: str = "", user=None) -> BatchJob:
-    """Create a job (``services.job_create``: validated whole, or nothing) and start it once it is committed."""
+    """Create a job (``services.job_create``: validated whole, or nothing) and start it once it is committed.
+
+    Raises ``JobQueueUnavailable`` when the broker refuses it; the job is then failed with that reason, so
+    it neither waits for chunks that were never queued nor hides that it was refused.
+    """
     with transaction.atomic():
         job = services.job_create(version=version, data=data, filename=filename, user=user)
-        transaction.on_commit(lambda: job_start(job=job))
+        transaction.on_commit(lambda: _job_start_or_fail(job))
     return job
+
+
+def _job_start_or_fail(job: BatchJob) -> None:
+    try:
+        job_start(job=job)
+    except JobQueueUnavailable as error:
+        # Chunks queued before the broker failed are skipped by workers: a failed job runs nothing more.
+        job_fail(job_id=job.pk, message=f"{error}; submit it again")
+        raise
 
 
 def uses_celery() -> bool:
@@ -50,9 +70,12 @@ def job_start(*, job: BatchJob) -> bool:
 
         # An explicit connection to the broker configured now (settings may change at runtime, in tests).
         queue = job_queue_setting()
-        with predict_chunk.app.connection_for_write(settings.REDIS_URL) as conn:
-            for chunk_id in chunk_ids:
-                predict_chunk.apply_async((chunk_id,), connection=conn, queue=queue)
+        try:
+            with predict_chunk.app.connection_for_write(settings.REDIS_URL) as conn:
+                for chunk_id in chunk_ids:
+                    predict_chunk.apply_async((chunk_id,), connection=conn, queue=queue)
+        except BrokerError as error:
+            raise JobQueueUnavailable(f"the job queue (Redis) cannot be reached: {str(error).rstrip('.')}") from error
         return True
     runner = _in_process_runner(job)
     try:

@@ -16,6 +16,7 @@ from predictions.jobs import selectors as job_selectors
 from predictions.jobs import services as job_services
 from predictions.models import BatchChunk, BatchJob
 from predictions.result_files import result_file_save, result_file_text
+from tests.servers import free_port
 
 CHUNK_ROWS = 60
 
@@ -219,6 +220,28 @@ def test_web_upload_page_and_live_detail_page(client, user, house_version):
     # The page's script polls the API with the session cookie.
     assert client.get(f"/api/jobs/{job.pk}").json()["progress"] == 1.0
     assert b"good.csv" in client.get("/jobs/").content
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_the_broker_cannot_take_is_a_503_and_is_failed_with_the_reason(api, client, user, house_version, settings):
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # a loopback port nothing listens on
+    data = csv_bytes(demo.house_prices(2 * CHUNK_ROWS, seed=5))
+
+    response = submit(api, "house-prices", data)
+    assert response.status_code == 503
+    assert response.json()["code"] == "job_queue_unavailable"
+    assert "cannot be reached" in response.json()["detail"]
+    refused = BatchJob.objects.get()
+    # Failed with the reason at once, not left queued until the stall timeout.
+    assert refused.status == "failed"
+    assert "job queue" in refused.error["message"] and "submit it again" in refused.error["message"]
+    assert api.get(f"/api/jobs/{refused.pk}").json()["status"] == "failed"
+
+    client.force_login(user)
+    page = client.post("/jobs/", {"model": "house-prices", "file": SimpleUploadedFile("rows.csv", data)})
+    assert page.status_code == 503
+    assert b"cannot be reached" in page.content and b"Submit the file again" in page.content
+    assert list(BatchJob.objects.values_list("status", flat=True)) == ["failed", "failed"]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -16,6 +16,7 @@ def api_exception_handler(exc, context):
     from cache_app.services.errors import ArtifactUnavailable
     from predictions.inputs import InvalidInput
     from predictions.jobs.dispatch import JobQueueUnavailable
+    from predictions.result_files import ResultStorageUnavailable
     from predictions.selectors import NotFound
 
     if isinstance(exc, NotFound):
@@ -35,7 +36,7 @@ def api_exception_handler(exc, context):
         logger.warning("database unavailable: %s", exc)
         return Response({"detail": f"the database cannot be reached: {exc}", "code": "database_unavailable"},
                         status=status.HTTP_503_SERVICE_UNAVAILABLE)
-    if isinstance(exc, ArtifactUnavailable | JobQueueUnavailable):
+    if isinstance(exc, ArtifactUnavailable | JobQueueUnavailable | ResultStorageUnavailable):
         logger.warning("unavailable: %s", exc)
         return Response({"detail": str(exc), "code": exc.code}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
     response = exception_handler(exc, context)

@@ -149,13 +149,22 @@ def _results_storage(uri: str) -> dict:
         return {"BACKEND": "django.core.files.storage.FileSystemStorage",
                 "OPTIONS": {"location": parsed.path if uri else str(DATA_DIR / "results")}}
     prefix = parsed.path.strip("/")
+    # A store that is down must answer a request with its 503 within seconds, before a proxy's timeout:
+    # the SDKs' defaults wait up to a minute per connection and retry for over a minute more.
     if parsed.scheme == "s3":
+        from botocore.config import Config
+
         return {"BACKEND": "storages.backends.s3.S3Storage",
-                "OPTIONS": {"bucket_name": parsed.netloc, "location": prefix, "file_overwrite": False}}
+                "OPTIONS": {"bucket_name": parsed.netloc, "location": prefix, "file_overwrite": False,
+                            "client_config": Config(connect_timeout=5, read_timeout=20,
+                                                    retries={"mode": "standard", "max_attempts": 3})}}
     if parsed.scheme == "azure":
-        return {"BACKEND": "storages.backends.azure_storage.AzureStorage",
+        return {"BACKEND": "predictions.results_azure.ResultsAzureStorage",
                 "OPTIONS": {"azure_container": parsed.netloc, "location": prefix, "overwrite_files": False,
-                            "connection_string": env("AZURE_CONNECTION_STRING", default=None)}}
+                            "connection_string": env("AZURE_CONNECTION_STRING", default=None),
+                            "client_options": {"connection_timeout": 5, "read_timeout": 20, "retry_total": 2,
+                                               "initial_backoff": 0.5, "increment_base": 1.5,
+                                               "random_jitter_range": 0.5}}}
     raise ImproperlyConfigured(
         f"RESULTS_STORAGE_URI {uri!r}: use file:///path, s3://bucket/prefix or azure://container/prefix"
     )

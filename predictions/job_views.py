@@ -5,7 +5,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
 
-from predictions import selectors
+from predictions import result_files, selectors
 from predictions.jobs import dispatch
 from predictions.jobs import selectors as job_selectors
 from predictions.jobs import services as job_services
@@ -46,7 +46,7 @@ def job_list(request):
             except InvalidInput as error:
                 for key, message in error.errors.items():
                     form.add_error("file" if key == "file" else None, message if key == "file" else f"{key}: {message}")
-            except dispatch.JobQueueUnavailable as error:
+            except (dispatch.JobQueueUnavailable, result_files.ResultStorageUnavailable) as error:
                 form.add_error(None, f"{error}. Submit the file again in a moment.")
                 status = 503
             else:

@@ -9,7 +9,7 @@ import logging
 import time
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, StreamingHttpResponse
+from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET
 
@@ -117,9 +117,16 @@ def model_predict_csv(request, name):
     header, rows = results.result_table(parsed, result)
     # The download link re-serves exactly what was shown, without predicting again: the file is in the
     # results storage (every node of a fleet reads it), the session only remembers its name.
-    name = result_files.result_file_save(
-        folder=f"{result_files.WEB_FOLDER}/{request.user.pk}", stem=model.name, text=results.csv_text(header, rows)
-    )
+    try:
+        name = result_files.result_file_save(
+            folder=f"{result_files.WEB_FOLDER}/{request.user.pk}", stem=model.name, text=results.csv_text(header, rows)
+        )
+    except result_files.ResultStorageUnavailable as error:
+        # Rows past the table's first ones would reach the user only through the download: no half answer.
+        logger.warning("CSV results of %s could not be kept: %s", model.name, error)
+        return _render_model_page(
+            request, version, csv_form=csv_form, status=503, active="csv", results_unavailable=str(error)
+        )
     previous = request.session.get(_session_key(model.name))
     request.session[_session_key(model.name)] = {
         "version": version.number,
@@ -127,7 +134,10 @@ def model_predict_csv(request, name):
         "name": name,
     }
     if previous and previous.get("name"):
-        result_files.result_files_delete([previous["name"]])
+        try:
+            result_files.result_files_delete([previous["name"]])
+        except result_files.ResultStorageUnavailable as error:
+            logger.warning("an earlier CSV result stays until results_clean expires it: %s", error)
     batch = {
         "header": header,
         "rows": [
@@ -150,9 +160,14 @@ def model_predict_csv(request, name):
 def model_predict_csv_download(request, name):
     model = selectors.model_get(model_ref=name)
     kept = request.session.get(_session_key(model.name))
-    if not kept or not kept.get("name") or not result_files.results_storage().exists(kept["name"]):
-        raise Http404("no CSV results to download (they expire): upload a CSV first")
-    response = StreamingHttpResponse(result_files.result_file_chunks(kept["name"]), content_type="text/csv; charset=utf-8")
+    try:
+        if not kept or not kept.get("name") or not result_files.result_file_exists(kept["name"]):
+            raise Http404("no CSV results to download (they expire): upload a CSV first")
+        pieces = result_files.result_file_chunks(kept["name"])
+    except result_files.ResultStorageUnavailable as error:
+        logger.warning("CSV results of %s could not be read: %s", model.name, error)
+        return HttpResponse(f"{error}. Try the download again in a moment.", status=503, content_type="text/plain")
+    response = StreamingHttpResponse(pieces, content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = attachment_header(kept["filename"])
     return response
 

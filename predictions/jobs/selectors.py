@@ -1,6 +1,7 @@
 """Reads of batch jobs: lists, one job, its progress and error, its result streamed from storage."""
 
 import codecs
+import itertools
 import re
 from collections.abc import Iterator
 
@@ -58,12 +59,16 @@ def job_result_lines(*, job: BatchJob) -> Iterator[str]:
     if job.status != BatchJob.Status.SUCCEEDED:
         raise JobNotFinished(f"job {job.pk} is {job.status}; its result exists once it has succeeded")
     names = list(BatchChunk.objects.filter(job=job).order_by("index").values_list("result_name", flat=True))
-    return _result_text(job.result_header, names)
+    # The first file is opened now: a results storage that is down fails the request (a 503) before any
+    # header is sent. One that fails later cuts the download short, which the client sees as an error.
+    first = [result_files.result_file_chunks(names[0])] if names else []
+    later = (result_files.result_file_chunks(name) for name in names[1:])
+    return _result_text(job.result_header, itertools.chain(first, later))
 
-def _result_text(header: str, names: list[str]) -> Iterator[str]:
+def _result_text(header: str, files: Iterator[Iterator[bytes]]) -> Iterator[str]:
     yield header
-    for name in names:
+    for pieces in files:
         decoder = codecs.getincrementaldecoder("utf-8")()  # a character may straddle two pieces
-        for piece in result_files.result_file_chunks(name):
+        for piece in pieces:
             yield decoder.decode(piece)
         yield decoder.decode(b"", final=True)

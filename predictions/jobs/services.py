@@ -36,7 +36,7 @@ class ChunkUnavailable(Exception):
 
 # What a chunk is tried again for, in process and on Celery: the model, the storage or the database may
 # come back (a restart, a full disk freed, a failover). Anything else fails the job at once, with its reason.
-RETRYABLE = (ChunkUnavailable, DatabaseError, OSError)
+RETRYABLE = (ChunkUnavailable, DatabaseError, OSError, result_files.ResultStorageUnavailable)
 
 def retry_delay(attempt: int) -> float:
     return settings.PREDICT_JOB_RETRY_SECONDS * (attempt + 1)
@@ -132,7 +132,11 @@ def job_create(*, version: ModelVersion, data, filename: str = "", user=None) ->
             job.rows_total, job.chunks_total = rows_total, index
     except BaseException:
         # Nothing of a refused or failed upload stays behind: its rows rolled back, its files go too.
-        result_files.result_files_delete(saved)
+        try:
+            result_files.result_files_delete(saved)
+        except result_files.ResultStorageUnavailable as error:
+            # The first error is the answer; these files have no job to expire with, so say where they are.
+            logger.warning("a failed upload's %s input file(s) stay in the results storage: %s", len(saved), error)
         raise
     logger.info("job %s: %s rows in %s chunks of %s for %s", job.pk, rows_total, index, chunk_rows, version)
     return job

@@ -1,11 +1,11 @@
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from predictions.jobs.services import jobs_expire
-from predictions.result_files import web_results_expire
+from predictions.result_files import ResultStorageUnavailable, web_results_expire
 
 
 class Command(BaseCommand):
@@ -16,6 +16,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, hours, **options):
         cutoff = timezone.now() - timedelta(hours=settings.PREDICT_RESULTS_TTL_HOURS if hours is None else hours)
-        web = web_results_expire(cutoff=cutoff)
-        jobs = jobs_expire(cutoff=cutoff)
+        try:
+            web = web_results_expire(cutoff=cutoff)
+            jobs = jobs_expire(cutoff=cutoff)
+        except ResultStorageUnavailable as error:
+            raise CommandError(f"{error}; what was not deleted is deleted by the next run") from error
         self.stdout.write(f"deleted {web} web result file(s) and the files of {jobs} finished job(s) older than {cutoff:%Y-%m-%d %H:%M} UTC")

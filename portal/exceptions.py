@@ -1,9 +1,13 @@
 """One place that turns the services' exceptions into HTTP answers, so views stay thin and no error is a 500."""
 
 import logging
+import sys
 
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.db import InterfaceError, OperationalError
+from django.http import HttpResponse, JsonResponse
+from django.template.loader import render_to_string
+from django.views import defaults
 from rest_framework import status
 from rest_framework.exceptions import APIException
 from rest_framework.response import Response
@@ -32,10 +36,7 @@ def api_exception_handler(exc, context):
     if isinstance(exc, TooManyFieldsSent | TooManyFilesSent):
         return Response({"detail": str(exc), "code": "too_many_fields"}, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, OperationalError | InterfaceError):
-        # The database is unreachable (a restart, a failover): a fault of ours to wait out, not of the request.
-        logger.warning("database unavailable: %s", exc)
-        return Response({"detail": f"the database cannot be reached: {exc}", "code": "database_unavailable"},
-                        status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        return Response(_database_unavailable(exc), status=status.HTTP_503_SERVICE_UNAVAILABLE)
     if isinstance(exc, ArtifactUnavailable | JobQueueUnavailable | ResultStorageUnavailable):
         logger.warning("unavailable: %s", exc)
         return Response({"detail": str(exc), "code": exc.code}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
@@ -45,3 +46,25 @@ def api_exception_handler(exc, context):
         if isinstance(codes, str):  # a single error: say which, as the 503s do
             response.data.setdefault("code", codes)
     return response
+
+
+def server_error(request):
+    """Django's ``handler500``: what DRF's handler never sees (web pages, the admin, middleware on any path).
+
+    A database that cannot be reached is a 503 saying so there too, never a 500. The page is rendered
+    without the request, whose context would query the database for the signed-in user.
+    """
+    error = sys.exc_info()[1]
+    if not isinstance(error, OperationalError | InterfaceError):
+        return defaults.server_error(request)
+    body = _database_unavailable(error)
+    if request.path.startswith("/api/"):
+        return JsonResponse(body, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+    page = render_to_string("database_unavailable.html", {"detail": body["detail"]})
+    return HttpResponse(page, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+
+
+def _database_unavailable(error: Exception) -> dict:
+    # The database is unreachable (a restart, a failover): a fault of ours to wait out, not of the request.
+    logger.warning("database unavailable: %s", error)
+    return {"detail": f"the database cannot be reached: {error}", "code": "database_unavailable"}

@@ -25,3 +25,4 @@ urlpatterns = [
     path("", include((web_urlpatterns, "web"))),
     path("admin/", admin.site.urls),
 ]
+handler500 = "portal.exceptions.server_error"

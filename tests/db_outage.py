@@ -38,6 +38,12 @@ class TcpRelay:
             listener, self._listener = self._listener, None
             sockets, self._sockets = self._sockets, set()
         if listener is not None:
+            # Closing alone leaves an accept() already waiting in the relay's thread free to take one more
+            # connection; shutting the listener down first wakes it with an error.
+            try:
+                listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             listener.close()
         for sock in sockets:
             try:

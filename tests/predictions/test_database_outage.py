@@ -107,3 +107,42 @@ def test_a_graceful_stop_writes_every_buffered_log(published, settings, tmp_path
     finally:
         node.stop()  # SIGTERM: gunicorn's graceful stop
     assert PredictionLog.objects.count() == 25
+
+
+def _signed_in(node, username: str, password: str) -> requests.Session:
+    browser = requests.Session()
+    login = f"{node.url}/accounts/login/"
+    browser.get(login, timeout=30)
+    signed = browser.post(login, timeout=30, data={"username": username, "password": password,
+                                                   "csrfmiddlewaretoken": browser.cookies["csrftoken"]})
+    assert signed.ok and signed.url == f"{node.url}/", signed.text[-2000:]
+    return browser
+
+
+def test_pages_and_the_admin_answer_a_database_outage_with_a_503_page(published, django_user_model, settings,
+                                                                        tmp_path):
+    version, _ = published
+    django_user_model.objects.create_user("operator", password="outage-pass-1", is_staff=True, is_superuser=True)
+    outage = DatabaseOutage(connection, tmp_path)
+    node = _node(settings, tmp_path, outage.url)
+    pages = ["/", f"/models/{version.model.name}/", "/jobs/", "/profile/", "/accounts/login/", "/admin/",
+             "/admin/cache/dashboard/", "/admin/cache_app/artifact/"]
+    try:
+        browser = _signed_in(node, "operator", "outage-pass-1")
+        before = {page: browser.get(f"{node.url}{page}", timeout=30).status_code for page in pages}
+        assert set(before.values()) == {200}, before
+        outage.begin()
+        try:
+            for page in pages:
+                answer = browser.get(f"{node.url}{page}", timeout=30)
+                assert answer.status_code == 503, (page, answer.status_code, node.log()[-3000:])
+                assert 'id="database-unavailable"' in answer.text and "the database cannot be reached" in answer.text
+            # The session's API calls (the pages' scripts) get the API's JSON, whatever raised.
+            api = browser.get(f"{node.url}/api/models/", timeout=30)
+            assert (api.status_code, api.json()["code"]) == (503, "database_unavailable")
+        finally:
+            outage.end()
+        assert browser.get(f"{node.url}/", timeout=30).status_code == 200
+    finally:
+        node.stop()
+    assert "Internal Server Error" not in node.log()

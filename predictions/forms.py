@@ -6,7 +6,7 @@ The feature form is built per model version from its recorded schema, so a new m
 from django import forms
 from django.core.exceptions import ValidationError
 
-from predictions.inputs import InvalidInput
+from predictions.inputs import InvalidInput, number_from_text
 
 NUMERIC_DTYPES = {"int", "float"}
 
@@ -27,11 +27,10 @@ class NumberField(forms.Field):
     def to_python(self, value):
         if value in self.empty_values:
             return None
-        try:
-            number = float(str(value).strip())
-        except ValueError:
-            raise ValidationError(self.error_messages["invalid"], code="invalid") from None
-        if self.integer and number.is_integer():
+        number = number_from_text(str(value), integer=self.integer)
+        if number is None:
+            raise ValidationError(self.error_messages["invalid"], code="invalid")
+        if self.integer and isinstance(number, float) and number.is_integer():
             return int(number)
         return number
 

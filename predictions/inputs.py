@@ -15,6 +15,8 @@ import csv
 import io
 import math
 import os
+import re
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -30,6 +32,19 @@ MAX_ERRORS_PER_ROW = 10
 MAX_WARNINGS = 100
 MAX_NAME_CHARS = 64
 QUOTE = '"'
+# A quoted cell's text in a record's raw line(s): quotes inside it are doubled.
+QUOTED_CELL = re.compile(r'"((?:[^"]|"")*)"')
+# Bytes that are not UTF-8 are decoded to these (``surrogateescape``), so the record holding one is named.
+UNDECODABLE = re.compile("[\udc80-\udcff]")
+# A number as spreadsheets and CSV readers write one: ASCII digits, a sign, a point, an exponent. Python's
+# float() takes more ("1_800", digits of other scripts), which no CSV reader takes for a number.
+NUMBER_TEXT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+INTEGER_TEXT = re.compile(r"[+-]?\d+", re.ASCII)
+NON_FINITE_TEXT = {"nan", "inf", "infinity"}
+# A number written past every range checked here stands as this, which the range check refuses saying why:
+# int() refuses text over 4,300 digits, and float() reads "1e999" as infinity, which was not what was sent.
+OUT_OF_RANGE = 1e40
+INTEGER_MAX_DIGITS = 39  # FLOAT32_MAX has 39 digits: a longer integer is out of range
 
 
 class InvalidInput(Exception):
@@ -204,8 +219,10 @@ def csv_text_stream(data, *, limit: int, what: str) -> io.TextIOWrapper:
         size, raw = os.fstat(data.fileno()).st_size, data
     if size > limit:
         raise InvalidInput({"file": f"is {size} bytes; the limit for {what} is {limit}"})
-    # newline="" as the csv module wants: quoted line breaks stay inside their cell.
-    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+    # newline="" as the csv module wants: quoted line breaks stay inside their cell. Bytes that are not UTF-8
+    # are kept as surrogates for ``CSVRecords`` to refuse: decoding runs ahead of the records, so a decoding
+    # error would name a row before the one at fault.
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
 
 
 def rows_from_records(*, version, header: list[str], records: Iterable[tuple[int, list[str]]]) -> Rows:
@@ -264,16 +281,16 @@ class CSVRecords:
             header = next(self._reader)
         except StopIteration:
             raise InvalidInput({"file": "is empty"}) from None
-        except UnicodeDecodeError as error:
-            raise InvalidInput({"file": "is not UTF-8 text"}) from error
         except csv.Error as error:
             raise InvalidInput({"file": f"has no readable header row ({error})"}) from error
-        self._check_quotes(header, where="header")
+        self._check_record(header, where="header")
         self.header = [name.strip() for name in header]
         if not any(self.header):
             raise InvalidInput({"file": "has no readable header row"})
         if len(set(self.header)) != len(self.header):
-            raise InvalidInput({"header": "has duplicate column names"})
+            repeated = sorted(name for name, count in Counter(self.header).items() if count > 1)
+            shown = ", ".join(repr(_short(name)) for name in repeated[:MAX_ERRORS_PER_ROW])
+            raise InvalidInput({"header": f"has duplicate column names: {shown}"})
 
     def _tap(self, stream: Iterable[str]) -> Iterator[str]:
         # csv pulls a line only when the record goes on, so the lines taken since the last record are its text.
@@ -281,11 +298,20 @@ class CSVRecords:
             self._raw.append(line)
             yield line
 
-    def _check_quotes(self, values: list[str], *, where: str) -> None:
+    def _check_record(self, values: list[str], *, where: str, names: list[str] | None = None) -> None:
         raw = "".join(self._raw)
         self._raw.clear()
-        for value in values:
-            if QUOTE in value and f'"{value.replace(QUOTE, QUOTE * 2)}"' not in raw:
+        if UNDECODABLE.search(raw):
+            at = next((i for i, value in enumerate(values) if UNDECODABLE.search(value)), None)
+            cell = f" (column {_short(names[at])})" if names and at is not None and at < len(names) else ""
+            raise InvalidInput({where: f"is not UTF-8 text{cell}: save the file as UTF-8"})
+        with_quotes = [value for value in values if QUOTE in value]
+        if not with_quotes:
+            return
+        # One pass over the record, not one per cell: a row of many quoted cells stays linear.
+        quoted = {match[1].replace(QUOTE * 2, QUOTE) for match in QUOTED_CELL.finditer(raw)}
+        for value in with_quotes:
+            if value not in quoted:
                 raise InvalidInput(
                     {where: f"has a stray quote in the cell {_shown(value)!r}: quote the whole cell and double "
                             'the quotes inside it ("like ""this""")'}
@@ -298,13 +324,11 @@ class CSVRecords:
                 values = next(self._reader)
             except StopIteration:
                 return
-            except UnicodeDecodeError as error:
-                raise InvalidInput({where: "is not UTF-8 text"}) from error
             except csv.Error as error:
                 reason = "has a quote that is never closed" if "end of data" in str(error) else f"is not valid CSV ({error})"
                 raise InvalidInput({where: reason}) from error
             self.number += 1
-            self._check_quotes(values, where=where)
+            self._check_record(values, where=where, names=self.header)
             if not values:
                 continue
             if len(values) != len(self.header):
@@ -371,11 +395,28 @@ def _csv_value(feature: dict, value: str):
     if value == "":
         return None
     if feature["dtype"] in NUMERIC_DTYPES:
-        try:
-            return int(value) if feature["dtype"] == "int" and value.lstrip("+-").isdigit() else float(value)
-        except ValueError:
-            return value  # reported as "must be a number"
+        number = number_from_text(value, integer=feature["dtype"] == "int")
+        return value if number is None else number  # text is reported as "must be a number"
     return value
+
+
+def number_from_text(text: str, *, integer: bool) -> int | float | None:
+    """The number ``text`` writes (an int for whole digits when ``integer``), or None if it writes none.
+
+    NaN and infinity are numbers here: the checks refuse them later with the message the API gives.
+    """
+    text = text.strip()
+    sign = -1.0 if text.startswith("-") else 1.0
+    if integer and INTEGER_TEXT.fullmatch(text):
+        if len(text.lstrip("+-").lstrip("0")) > INTEGER_MAX_DIGITS:
+            return sign * OUT_OF_RANGE
+        return int(text)
+    if NUMBER_TEXT.fullmatch(text):
+        number = float(text)
+        return number if math.isfinite(number) else sign * OUT_OF_RANGE
+    if text.lower().lstrip("+-") in NON_FINITE_TEXT:
+        return float(text)
+    return None
 
 
 def _type_problem(dtype: str, value) -> str | None:
@@ -387,6 +428,9 @@ def _type_problem(dtype: str, value) -> str | None:
             return "must be a finite number (NaN and infinity are not allowed)"
         if abs(value) > FLOAT32_MAX:
             return f"is out of range (|value| must be at most {FLOAT32_MAX:.3g})"
+        # AutoGluon casts an integer feature to int64: past it the value wraps round, a silent wrong answer.
+        if dtype == "int" and abs(value) > INT64_MAX:
+            return "is out of range for an integer feature (|value| must be below 2**63)"
         if dtype == "int" and isinstance(value, float) and not value.is_integer():
             return f"must be a whole number: the model was trained on integers, got {value!r}"
         return None

@@ -12,6 +12,8 @@ from cache_app.services.memory import memory_tier
 from predictions import lookups
 from predictions.models import MLModel, ModelVersion
 
+MODEL_ID_MAX = 2**63 - 1  # a BigAutoField
+
 
 class NotFound(LookupError):
     """No such model, version or alias."""
@@ -32,12 +34,24 @@ def model_get(*, model_ref: str) -> MLModel:
 
 
 def _model_read(ref: str) -> MLModel:
-    by_ref = Q(name=ref) | Q(pk=int(ref)) if ref.isdigit() else Q(name=ref)
+    model_id = _model_id(ref)
+    by_ref = Q(name=ref) if model_id is None else Q(name=ref) | Q(pk=model_id)
     # An id wins over a model whose name happens to be the same digits.
     found = sorted(model_list().filter(by_ref), key=lambda m: str(m.pk) != ref)
     if not found:
         raise NotFound(f"no model {ref!r}")
     return found[0]
+
+
+def _model_id(ref: str) -> int | None:
+    """``ref`` as an id: ASCII digits as the API writes ids (no leading zero), within the id column's range.
+
+    ``str.isdigit`` alone takes "²" and digits of other scripts, which ``int`` refuses or reads as another
+    model's id; a number past the column's range is an error in the database, not "no such model".
+    """
+    if not (ref.isascii() and ref.isdigit()) or len(ref) > len(str(MODEL_ID_MAX)) or ref != str(int(ref)):
+        return None
+    return int(ref) if int(ref) <= MODEL_ID_MAX else None
 
 
 def version_get(*, model: MLModel, number: int | None = None) -> ModelVersion:

@@ -29,6 +29,7 @@ def post_raw(api, version, body: bytes, content_type: str, **extra):
         (HEADER + "1200,2,30,austin\n1300,2,30\n", "row 2", "has 3 cells"),
         (HEADER + "1200,2,30,austin,extra\n", "row 1", "has 5 cells"),
         ('sqft,bed"rooms,age_years,city\n1,2,3,austin\n', "header", "stray quote"),
+        ("sqft,bedrooms,age_years,city,,,sqft\n1,2,3,austin,,,1\n", "header", "duplicate column names: '', 'sqft'"),
     ],
 )
 def test_malformed_csv_is_a_400_naming_the_row_and_nothing_is_predicted(api, house_version, text, where, message):
@@ -131,3 +132,106 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(api, signed_in, hous
                    format="multipart")
     assert job.status_code == 201, job.content
     assert not PredictionLog.objects.filter(channel="web").exists()
+
+
+ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+FULLWIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        lambda id_: "²",  # isdigit() says yes, int() says no
+        lambda id_: str(id_).translate(ARABIC_INDIC),  # int() reads these as the model's id
+        lambda id_: str(id_).translate(FULLWIDTH),
+        lambda id_: f"0{id_}",
+        lambda id_: "9" * 19,  # past the id column's range
+        lambda id_: "9" * 5000,  # past int()'s digit limit
+    ],
+    ids=["superscript", "arabic-indic", "fullwidth", "leading-zero", "past-bigint", "past-int-digits"],
+)
+def test_a_model_ref_that_only_looks_like_an_id_names_no_model(api, house_version, django_user_model, spelling):
+    """Only the id as the API writes it is an id; anything else is a name, and no model has these names."""
+    from rest_framework.test import APIClient
+
+    ref = spelling(house_version.model_id)
+    for response in (api.get(f"/api/models/{ref}"),
+                     api.post(f"/api/models/{ref}/predict", {"features": HOUSE}, format="json")):
+        assert response.status_code == 404, (ref[:20], response.status_code)
+        assert response.json()["code"] == "not_found"
+    operator = APIClient()
+    operator.force_authenticate(django_user_model.objects.create_superuser("operator", password="x" * 12))
+    assert operator.post(f"/api/models/{house_version.model_id}/cache/warm").status_code == 200
+    refused = operator.delete(f"/api/models/cache?model_id={ref}")
+    assert refused.status_code == 404, refused.content
+    assert api.get(f"/api/models/{house_version.model_id}").json()["cached_in"] != []  # nothing was cleared
+
+
+@pytest.mark.parametrize("sent", [2**63, 2**64 + 1, 1e19, -(2**63) - 1, 3e38])
+def test_an_integer_feature_past_int64_is_a_400_not_a_wrapped_value(api, house_version, sent):
+    """AutoGluon casts an integer feature to int64, where these wrap round to another number."""
+    response = api.post(f"/api/models/{house_version.model_id}/predict",
+                        {"features": {**HOUSE, "bedrooms": sent}}, format="json")
+    assert response.status_code == 400, response.content
+    assert "out of range for an integer feature" in response.json()["errors"]["features.bedrooms"]
+    text = f"{HEADER}1200,{int(sent)},30,austin\n"
+    refused = post_raw(api, house_version, text.encode(), "text/csv")
+    assert refused.status_code == 400 and "out of range" in refused.json()["errors"]["row 1, column bedrooms"]
+
+
+def test_the_largest_int64_is_predicted_as_autogluon_predicts_it(api, house_version, house_predictor_dir):
+    import pandas as pd
+    from autogluon.tabular import TabularPredictor
+
+    house_predictor = TabularPredictor.load(str(house_predictor_dir))
+
+    row = {**HOUSE, "bedrooms": 2**63 - 1}
+    response = api.post(f"/api/models/{house_version.model_id}/predict", {"features": row}, format="json")
+    assert response.status_code == 200, response.content
+    frame = pd.DataFrame([row]).astype({"bedrooms": "int64"})
+    assert response.json()["prediction"] == pytest.approx(float(house_predictor.predict(frame).iloc[0]))
+
+
+@pytest.mark.parametrize("cell", ["1_800", "١٨٠٠", "１８００", "0x10", "1800 sq", "1,800"])
+def test_numbers_are_read_as_csv_readers_read_them(api, house_version, cell):
+    """Python's float() takes underscores and other scripts' digits; no CSV reader takes them for numbers."""
+    text = f'{HEADER}"{cell}",2,30,austin\n'
+    response = post_raw(api, house_version, text.encode(), "text/csv")
+    assert response.status_code == 400, response.content
+    assert "must be a number" in response.json()["errors"]["row 1, column sqft"]
+
+
+def test_a_csv_integer_of_thousands_of_digits_is_out_of_range(api, house_version):
+    for column in ("sqft", "bedrooms"):
+        cells = {"sqft": "1200", "bedrooms": "2", column: "9" * 5000}
+        text = f"{HEADER}{cells['sqft']},{cells['bedrooms']},30,austin\n"
+        response = post_raw(api, house_version, text.encode(), "text/csv")
+        assert response.status_code == 400, response.content
+        assert "out of range" in response.json()["errors"][f"row 1, column {column}"]
+
+
+@pytest.mark.parametrize("bad_row", [1, 11, 5001])
+def test_bytes_that_are_not_utf8_name_their_row_and_column(api, house_version, settings, bad_row):
+    settings.PREDICT_MAX_ROWS = 10_000
+    rows = [b"1200,2,30,austin\n"] * 6000
+    rows[bad_row - 1] = b"1200,2,30,m\xe9xico\n"  # Latin-1
+    data = HEADER.encode() + b"".join(rows)
+    response = post_raw(api, house_version, data, "text/csv")
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"] == {f"row {bad_row}": "is not UTF-8 text (column city): save the file as UTF-8"}
+    with pytest.raises(InvalidInput) as refused:
+        job_services.job_create(version=house_version, data=data)
+    assert list(refused.value.errors) == [f"row {bad_row}"]
+    header = post_raw(api, house_version, b"sqft,bedrooms,age_years,c\xefty\n1,2,3,austin\n", "text/csv")
+    assert header.status_code == 400 and "not UTF-8" in header.json()["errors"]["header"]
+
+
+def test_a_record_of_many_quoted_cells_is_checked_in_one_pass(api, house_version):
+    """Each cell with a quote was once looked for in the whole record: 150,000 of them took a minute."""
+    cells = ",".join(f'"q""{i}"' for i in range(150_000))
+    response = post_raw(api, house_version, f"{HEADER}{cells}\n".encode(), "text/csv")
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"row 1": "has 150000 cells; the header has 4 columns"}
+    stray = ",".join([*(f'"q""{i}"' for i in range(1000)), 'q"stray'])
+    response = post_raw(api, house_version, f"{HEADER}{stray}\n".encode(), "text/csv")
+    assert "stray quote in the cell 'q\"stray'" in response.json()["errors"]["row 1"]

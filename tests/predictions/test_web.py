@@ -299,6 +299,9 @@ def test_get_on_a_form_target_goes_back_to_the_model_page(signed_in, house_versi
         ({"sqft": "nan"}, "sqft", "finite"),
         ({"age_years": "inf"}, "age_years", "finite"),
         ({"sqft": "1e39"}, "sqft", "out of range"),
+        ({"sqft": "1_800"}, "sqft", "Enter a number"),
+        ({"bedrooms": "٣"}, "bedrooms", "Enter a number"),
+        ({"bedrooms": "1e19"}, "bedrooms", "out of range for an integer feature"),
         ({"city": "paris"}, "city", "Select a valid choice"),
     ],
 )
@@ -391,7 +394,7 @@ def test_download_without_an_upload_is_404(signed_in, house_version):
         (b"sqft,bedrooms,age_years,city\n1200,2,30,austin\nbig,2,30,austin\n", "row 2, column sqft", "must be a number"),
         (b"sqft,bedrooms,age_years,city\nnan,2,30,austin\n", "row 1, column sqft", "finite"),
         (b"sqft,sqft,age_years,city\n1,2,3,austin\n", "header", "duplicate"),
-        (b"\xff\xfe\x00garbage", "file", "not UTF-8"),
+        (b"\xff\xfe\x00garbage", "header", "not UTF-8"),
         (b'sqft,bedrooms,age_years,city\n"1200,2,30,austin\n', "row 1", "quote that is never closed"),
     ],
 )

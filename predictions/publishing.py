@@ -6,6 +6,7 @@ The upload is streamed to a temporary file while it is hashed, extracted with th
 Publishing is idempotent by SHA-256: the same archive again is the version it already made.
 """
 
+import errno
 import hashlib
 import logging
 import tempfile
@@ -21,6 +22,7 @@ from predictions.models import ModelVersion, Promotion
 
 logger = logging.getLogger(__name__)
 CHUNK_BYTES = 1024 * 1024
+LOAD_REASON_MAX_CHARS = 500
 
 
 class InvalidUpload(ValueError):
@@ -92,10 +94,9 @@ def _publish_in(work: Path, name: str, upload, importance_upload, *, user, via: 
             archive_path=archive_path, dest_dir=extracted, format=format, limits=archives.limits_from_settings()
         )
         root = loaders.predictor_root(extracted)
-        # Loaded (and persisted) as the memory tier would: a model this server cannot serve is refused now.
-        loaders.predictor_load(root)
-    except (archives.UnsafeArchive, loaders.NotAPredictor, loaders.IncompatibleModel) as error:
-        raise InvalidUpload("archive", str(error).replace(str(work), "upload")) from None
+    except (archives.UnsafeArchive, loaders.NotAPredictor) as error:
+        raise InvalidUpload("archive", _private(error, work)) from None
+    _load_check(root, work)
     importance = _importance(importance_upload, root)
     try:
         version = services.model_publish(
@@ -106,6 +107,44 @@ def _publish_in(work: Path, name: str, upload, importance_upload, *, user, via: 
         raise PublishUnavailable(str(error)) from error
     logger.info("published %s over HTTP (sha256 %s)", version, sha256)
     return Published(version=version, created=True)
+
+
+def _load_check(root: Path, work: Path) -> None:
+    """Load (and persist) the predictor as the memory tier would: a model this server cannot serve is refused now.
+
+    Unpickling runs whatever the upload holds, so any exception may come of it and is the sender's to fix;
+    only this server's own faults (disk, memory) are a 503.
+    """
+    try:
+        loaders.predictor_load(root)
+    except loaders.IncompatibleModel as error:
+        raise InvalidUpload("archive", _private(error, work)) from None
+    except MemoryError:
+        raise PublishUnavailable("not enough memory on this server to load the predictor") from None
+    except OSError as error:
+        if error.errno not in _UPLOAD_ERRNOS:
+            raise PublishUnavailable(f"could not load the upload on this server: {_private(error, work)}") from error
+        raise InvalidUpload("archive", _cannot_load(error, work)) from None
+    except Exception as error:  # noqa: BLE001 - see the docstring
+        logger.info("refused an upload AutoGluon cannot load", exc_info=True)
+        raise InvalidUpload("archive", _cannot_load(error, work)) from None
+
+
+# OSErrors that say what the upload lacks (a file its pickles name), not that this server failed; an
+# OSError without an errno is a library refusing the bytes it read (gzip's BadGzipFile, for one).
+_UPLOAD_ERRNOS = {None, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG}
+
+
+def _cannot_load(error: Exception, work: Path) -> str:
+    reason = _private(error, work)
+    if len(reason) > LOAD_REASON_MAX_CHARS:  # an exception may repeat a huge key or value from the pickle
+        reason = f"{reason[: LOAD_REASON_MAX_CHARS - 1]}…"
+    return f"AutoGluon cannot load this predictor: {type(error).__name__}: {reason}"
+
+
+def _private(error: Exception, work: Path) -> str:
+    # The server's temporary folder is none of the sender's business.
+    return str(error).replace(str(work), "upload")
 
 
 def _stream_to(upload, path: Path) -> str:

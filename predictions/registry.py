@@ -7,7 +7,10 @@ import csv
 import io
 import json
 import math
+import reprlib
 from pathlib import Path
+
+from predictions.inputs import NUMBER_TEXT
 
 # The leaderboard columns kept (AutoGluon names them so); the rest are internal bookkeeping.
 LEADERBOARD_COLUMNS = ("model", "score_val", "eval_metric", "pred_time_val", "fit_time", "stack_level")
@@ -37,7 +40,8 @@ def feature_importance_parse(*, data: bytes, filename: str, features: list[str])
     """Importance per feature from a CSV (``feature,importance[,...]`` as ``predictor.feature_importance()``
     writes it with its index named) or JSON (``{feature: importance}`` or the same as records).
 
-    Every feature named must be one of the model's: a file from another model is refused, not shown.
+    Every feature named must be one of the model's: a file from another model is refused, not shown. An
+    importance is a finite number: a JSON number (not a boolean, nor text), or a CSV cell in decimal notation.
     """
     try:
         text = data.decode("utf-8-sig")
@@ -53,15 +57,17 @@ def feature_importance_parse(*, data: bytes, filename: str, features: list[str])
         raise InvalidImportance(f"{filename}: more than {FEATURE_IMPORTANCE_MAX_FEATURES} rows")
     unknown = [name for name, _ in pairs if name not in features]
     if unknown:
-        raise InvalidImportance(f"{filename}: not features of this model: {', '.join(map(repr, unknown[:10]))}")
+        raise InvalidImportance(f"{filename}: not features of this model: {', '.join(map(_shown, unknown[:10]))}")
     ranked = sorted(pairs, key=lambda pair: pair[1], reverse=True)
     return {"source": filename, "features": [{"feature": name, "importance": value} for name, value in ranked]}
 
 
 def _importance_from_json(text: str, filename: str) -> list[tuple[str, float]]:
     try:
-        loaded = json.loads(text)
-    except ValueError as error:
+        loaded = json.loads(text, parse_constant=_not_json)
+    except RecursionError:
+        raise InvalidImportance(f"{filename}: not JSON this server reads (nested too deeply)") from None
+    except ValueError as error:  # huge integers included: int() refuses over 4,300 digits
         raise InvalidImportance(f"{filename}: not JSON ({error})") from None
     if isinstance(loaded, dict):
         items = list(loaded.items())
@@ -69,7 +75,29 @@ def _importance_from_json(text: str, filename: str) -> list[tuple[str, float]]:
         items = [(row.get("feature"), row.get("importance")) for row in loaded]
     else:
         raise InvalidImportance(f'{filename}: expected {{"feature": importance}} or [{{"feature", "importance"}}]')
-    return [_pair(name, value, filename) for name, value in items]
+    return [_pair(name, _json_number(value), value, filename) for name, value in items]
+
+
+def _not_json(constant: str):
+    # Python's json reads NaN and Infinity, which JSON itself does not have.
+    raise ValueError(f"{constant} is not a JSON value")
+
+
+def _json_number(value) -> float | None:
+    # A JSON number, not a boolean (True is an int to Python) nor a string holding one, as the predict API.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return float(value)
+    except OverflowError:  # an integer of hundreds of digits has no float
+        return None
+
+
+def _csv_number(cell: str | None) -> float | None:
+    # As prediction inputs are read: not all that float() takes ("1_000", digits of other scripts).
+    if cell is None or not NUMBER_TEXT.fullmatch(cell.strip()):
+        return None
+    return float(cell)
 
 
 def _importance_from_csv(text: str, filename: str) -> list[tuple[str, float]]:
@@ -85,17 +113,36 @@ def _importance_from_csv(text: str, filename: str) -> list[tuple[str, float]]:
     value_at = header.index("importance")
     # pandas writes the index (the feature) first, with an empty or "feature" heading.
     name_at = header.index("feature") if "feature" in header else 0
-    return [_pair(row[name_at], row[value_at] if len(row) > value_at else None, filename) for row in rows[1:] if row]
+    pairs = []
+    for row in rows[1:]:
+        if row:
+            value = _cell(row, value_at)
+            pairs.append(_pair(_cell(row, name_at), _csv_number(value), value, filename))
+    return pairs
 
 
-def _pair(name, value, filename: str) -> tuple[str, float]:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InvalidImportance(f"{filename}: the importance of {name!r} is not a number: {value!r}") from None
-    if not math.isfinite(number) or not isinstance(name, str) or not name:
-        raise InvalidImportance(f"{filename}: feature {name!r} has no usable importance ({value!r})")
+def _cell(row: list[str], at: int) -> str | None:
+    return row[at] if at < len(row) else None
+
+
+def _pair(name, number: float | None, value, filename: str) -> tuple[str, float]:
+    """``number`` is ``value`` read as the format's numbers are, None if it is not one."""
+    if not isinstance(name, str) or not name:
+        raise InvalidImportance(f"{filename}: a row has no feature name: {_shown(name)}")
+    if number is None or not math.isfinite(number):
+        raise InvalidImportance(
+            f"{filename}: the importance of {_shown(name)} is not a finite number: {_shown(value)}"
+        )
     return name, number
+
+
+def _shown(value) -> str:
+    return _SHOWN.repr(value)
+
+
+# Messages repeat what was sent, cut short and a few levels deep: never a megabyte, never a RecursionError.
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring = _SHOWN.maxlong = 80
 
 
 def _plain(value):

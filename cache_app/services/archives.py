@@ -356,7 +356,8 @@ class _Extractor:
         if total / self.archive_size > self.limits.max_ratio:
             raise UnsafeArchive(
                 f"{name!r}: compression ratio exceeds {self.limits.max_ratio:g} "
-                f"({total} bytes from a {self.archive_size}-byte archive)"
+                f"({total} bytes from a {self.archive_size}-byte archive): a decompression bomb, or an archive "
+                "cut short (the rest of its size is missing)"
             )
 
     def _make_dirs(self, name: str, parts: tuple[str, ...]) -> None:

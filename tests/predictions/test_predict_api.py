@@ -142,7 +142,7 @@ def test_empty_or_non_json_bodies_are_a_400(api, house_version, raw):
         ("sqft,bedrooms,age_years,city\n1200,2,nan,denver\n", "row 1, column age_years"),
         ("sqft,bedrooms,city\n1200,2,denver\n", "column age_years"),
         ("sqft,sqft,bedrooms,age_years,city\n1,1,2,3,denver\n", "header"),
-        ("\xff\xfe", "file"),
+        ("\xff\xfe", "header"),
     ],
 )
 def test_bad_csv_is_a_400_naming_the_row_and_column(api, house_version, text, where):

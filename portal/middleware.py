@@ -5,7 +5,7 @@ elsewhere. Views that take bigger bodies (batch job uploads) name the setting th
 ``max_body_setting``; every other view takes ``PREDICT_MAX_UPLOAD_BYTES`` plus room for a multipart
 envelope. This runs before the CSRF check, which would otherwise parse a whole multipart body to find
 its token. What is read stays bounded too: JSON and CSV bodies are read against the same limit
-(``predictions.apis``), and files past ``FILE_UPLOAD_MAX_MEMORY_SIZE`` go to a temporary file as they
+(``portal.parsers``), and files past ``FILE_UPLOAD_MAX_MEMORY_SIZE`` go to a temporary file as they
 arrive.
 """
 

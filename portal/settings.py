@@ -188,6 +188,14 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "portal.negotiation.RememberingContentNegotiation",
+    "DEFAULT_PARSER_CLASSES": [
+        "portal.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    # JSON answers are ASCII, non-ASCII text escaped: an echoed string that is not valid Unicode (a lone
+    # surrogate) can then still be written, as Django's own JsonResponse writes it.
+    "UNICODE_JSON": False,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "portal.exceptions.api_exception_handler",
     "DEFAULT_THROTTLE_CLASSES": [
@@ -252,7 +260,9 @@ PREDICT_MAX_ROWS = env.int("PREDICT_MAX_ROWS", default=100_000)
 PREDICT_MAX_UPLOAD_BYTES = env.int("PREDICT_MAX_UPLOAD_BYTES", default=50 * 1024**2)
 # CSV batch jobs: split into chunks that workers predict in parallel (Celery with REDIS_URL, else in-process).
 PREDICT_JOB_CHUNK_ROWS = env.int("PREDICT_JOB_CHUNK_ROWS", default=10_000)
-PREDICT_JOB_MAX_UPLOAD_BYTES = env.int("PREDICT_JOB_MAX_UPLOAD_BYTES", default=1024**3)
+# A job's upload is checked whole before the job is accepted, in the request (1-2 MB/s on one core): the
+# default keeps that check well inside gunicorn's PORTAL_TIMEOUT, which would otherwise kill the request.
+PREDICT_JOB_MAX_UPLOAD_BYTES = env.int("PREDICT_JOB_MAX_UPLOAD_BYTES", default=256 * 1024**2)
 # The Celery queue for chunks: fleets that share one Redis keep apart by naming theirs.
 PREDICT_JOB_QUEUE = env("PREDICT_JOB_QUEUE", default="portal")
 # A running job with no chunk stored for this long is failed with a message instead of running forever.

@@ -11,7 +11,8 @@ from predictions.models import MLModel, ModelAlias, ModelVersion, Promotion
 
 ALIAS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 ALIAS_NAME_MAX_LENGTH = ModelAlias._meta.get_field("name").max_length
-# ``current`` names the model's current version in the API (``PUT .../aliases/current``), never an alias.
+# ``current`` names the model's current version (``PUT .../aliases/current``, ``?alias=current``), never an
+# alias; no spelling of it in other cases is an alias either (``alias_name_validate``).
 CURRENT = "current"
 
 
@@ -20,10 +21,17 @@ class InvalidAlias(ValueError):
 
 
 def alias_name_validate(name: str) -> None:
+    """Refuse what is no alias name. ``current`` is valid: it names the current version.
+
+    Alias names are case-sensitive, but ``CURRENT`` or ``Current`` are refused: as aliases they would sit
+    beside the current version under what reads as its name, and a client who writes them means ``current``.
+    """
     if not isinstance(name, str) or not ALIAS_NAME.fullmatch(name) or len(name) > ALIAS_NAME_MAX_LENGTH:
         raise InvalidAlias(
             f"invalid alias {name!r}: a slug of at most {ALIAS_NAME_MAX_LENGTH} letters, digits, '-' and '_'"
         )
+    if name.lower() == CURRENT and name != CURRENT:
+        raise InvalidAlias(f"{name!r} is reserved: write {CURRENT!r} (lower case) for the model's current version")
 
 
 def alias_move(

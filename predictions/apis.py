@@ -1,62 +1,31 @@
 """The prediction API. Thin views: parse, call ``predictions.services``, shape the answer."""
 
-import json
 import time
 
-from django.conf import settings
-
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers, status
-from rest_framework.exceptions import APIException, ParseError
-from rest_framework.parsers import BaseParser, FormParser, JSONParser, MultiPartParser
+from rest_framework import serializers
+from rest_framework.exceptions import ParseError, UnsupportedMediaType
+from rest_framework.parsers import BaseParser, FormParser, MultiPartParser
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from predictions import inputs, results, selectors, services
-
-
-class BodyTooLarge(APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_code = "body_too_large"
-
-
-def _body_read(stream, *, limit: int) -> bytes:
-    """The body, refused with a 413 as soon as it passes ``limit`` bytes: never more than that in memory."""
-    if stream is None:
-        return b""
-    chunks, size = [], 0
-    while chunk := stream.read(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"the body is larger than {limit} bytes, the limit per request (PREDICT_MAX_UPLOAD_BYTES)")
-        chunks.append(chunk)
-    return b"".join(chunks)
+from portal import parsers
+from portal.query_params import query_params_validate
+from predictions import aliases, inputs, results, selectors, services
 
 
 class CSVBodyParser(BaseParser):
     media_type = "text/csv"
 
     def parse(self, stream, media_type=None, parser_context=None):
-        return _body_read(stream, limit=settings.PREDICT_MAX_UPLOAD_BYTES)
+        return parsers.body_read(stream, limit=parsers.body_limit())
 
 
-class FeatureJSONParser(JSONParser):
-    """JSON that cannot knock the server over: bounded while read, any depth or number refused with a 400.
+class FeatureJSONParser(parsers.JSONParser):
+    """NaN and Infinity literals are parsed so validation can name the field that holds them (then refuse it)."""
 
-    NaN and Infinity literals are parsed so validation can name the field that holds them (then refuse it).
-    """
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        body = _body_read(stream, limit=settings.PREDICT_MAX_UPLOAD_BYTES)
-        try:
-            return json.loads(body.decode("utf-8"))
-        except UnicodeDecodeError as error:
-            raise ParseError(f"the body is not UTF-8 text (byte {error.start})") from None
-        except RecursionError:
-            raise ParseError("JSON parse error - nested too deeply") from None
-        except ValueError as error:  # syntax, and integers past Python's digit limit
-            raise ParseError(f"JSON parse error - {str(error)[:200]}") from None
+    strict = False
 
 
 class CSVRenderer(BaseRenderer):
@@ -68,9 +37,12 @@ class CSVRenderer(BaseRenderer):
 
     def render(self, data, accepted_media_type=None, renderer_context=None):
         if isinstance(data, dict) and "header" in data and "rows" in data:
-            return results.csv_text(data["header"], data["rows"]).encode(self.charset)
-        errors = (data or {}).get("errors") or {"detail": (data or {}).get("detail", "")}
-        return results.csv_text(["field", "error"], list(errors.items())).encode(self.charset)
+            text = results.csv_text(data["header"], data["rows"])
+        else:
+            errors = (data or {}).get("errors") or {"detail": (data or {}).get("detail", "")}
+            text = results.csv_text(["field", "error"], list(errors.items()))
+        # Text that is not valid Unicode (a lone surrogate) is written as its escape rather than not at all.
+        return text.encode(self.charset, "backslashreplace")
 
 
 class VersionSerializer(serializers.Serializer):
@@ -127,6 +99,13 @@ class PredictApi(APIView):
         version = serializers.IntegerField(required=False, min_value=1)
         alias = serializers.SlugField(required=False, max_length=64)
 
+        def validate_alias(self, name):
+            try:
+                aliases.alias_name_validate(name)
+            except aliases.InvalidAlias as error:
+                raise serializers.ValidationError(str(error)) from None
+            return name
+
         def validate(self, data):
             if "version" in data and "alias" in data:
                 raise serializers.ValidationError({"alias": "give a version or an alias, not both"})
@@ -136,19 +115,22 @@ class PredictApi(APIView):
         request={"application/json": dict, "text/csv": str, "multipart/form-data": dict},
         parameters=[
             OpenApiParameter("version", int, description="A version number; default: the current one"),
-            OpenApiParameter("alias", str, description="An alias (production, staging...) instead of a version"),
+            OpenApiParameter("alias", str, description="An alias (production, staging...) instead of a version; "
+                             "current: the current version"),
+            OpenApiParameter("format", str, enum=["json", "csv"], description="The answer's format; default: JSON"),
         ],
-        responses={200: dict, 400: dict, 404: dict, 503: dict},
+        responses={200: dict, 400: dict, 404: dict, 415: dict, 503: dict},
         description="Predict one row, many rows or a CSV file with the model's current (or given) version.",
     )
     def post(self, request, model_ref):
         started = time.monotonic()
         params = self._query(request)
         model = selectors.model_get(model_ref=model_ref)
-        if "alias" in params:
-            version = selectors.alias_version_get(model=model, name=params["alias"])
-        else:
+        alias = params.get("alias", aliases.CURRENT)
+        if alias == aliases.CURRENT:
             version = selectors.version_get(model=model, number=params.get("version"))
+        else:
+            version = selectors.alias_version_get(model=model, name=alias)
         rows, single = self._rows(request, version)
         result = services.prediction_run(version=version, frame=rows.features, user=request.user, started=started)
         if request.accepted_renderer.format == "csv":
@@ -157,30 +139,57 @@ class PredictApi(APIView):
         return Response(_result_body(rows, result, single=single))
 
     def _query(self, request) -> dict:
+        """Unknown, blank and repeated parameters are refused: ``?alias=`` must not mean the current version."""
         # Most predictions name no version: building a serializer for nothing is a fair share of such a
         # request's own cost.
         if not request.query_params:
             return {}
-        query = self.QuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        return query.validated_data
+        return query_params_validate(self.QuerySerializer, request.query_params)
 
     def _rows(self, request, version) -> tuple[inputs.Rows, bool]:
         if request.content_type.startswith("text/csv"):
             # DRF skips the parser for an empty body and hands back an empty dict.
             body = request.data if isinstance(request.data, bytes) else b""
             return inputs.rows_from_csv(version=version, data=body), False
-        if "file" in request.FILES:
-            return inputs.rows_from_csv(version=version, data=request.FILES["file"].read()), False
+        # Read before any refusal below, so Django's own limits on a form body answer as they do anywhere.
         data = request.data
+        if request.content_type.startswith("multipart/form-data"):
+            return inputs.rows_from_csv(version=version, data=_csv_upload(request).read()), False
+        if request.content_type.startswith("application/x-www-form-urlencoded"):
+            # Form fields are text, and a feature's value keeps its JSON type (1800 is a number, "1800" is not).
+            takes = ", ".join(parser.media_type for parser in self.parser_classes if parser is not FormParser)
+            raise UnsupportedMediaType(
+                request.content_type, detail=f"a form body is not read here; send {takes} (a CSV in a `file` part)"
+            )
         if not isinstance(data, dict) or not data:
             raise ParseError("send a JSON object: {\"features\": {...}}, {\"instances\": [...]} or a CSV file")
+        for rows_key in ("instances", "features"):
+            if rows_key in data:
+                _unread_refused(
+                    [name for name in data if name != rows_key],
+                    why=f"is not read beside {rows_key}: send many rows in instances, or one in features",
+                )
         if "instances" in data:
             return inputs.rows_from_json(version=version, rows=data["instances"]), False
         features = data.get("features", data)
         if not isinstance(features, dict):
             raise inputs.InvalidInput({"features": "must be an object of feature values"})
         return inputs.rows_from_json(version=version, rows=[features], where="features"), True
+
+
+def _csv_upload(request):
+    """The multipart body's one CSV ``file``: a second file, or any other part, would be ignored in silence."""
+    _unread_refused([name for name in request.data if name != "file"], why="is not read: send the CSV as `file`")
+    files = request.FILES.getlist("file")
+    if len(files) != 1:
+        raise inputs.InvalidInput({"file": f"send one CSV file in one `file` part (got {len(files)})"})
+    return files[0]
+
+
+def _unread_refused(names: list, *, why: str) -> None:
+    if names:
+        shown = {parsers.name_shown(name): why for name in names[: inputs.MAX_ERRORS]}
+        raise inputs.InvalidInput(shown, omitted=max(0, len(names) - inputs.MAX_ERRORS))
 
 
 def _result_body(rows: inputs.Rows, result: services.PredictionResult, *, single: bool) -> dict:

@@ -39,8 +39,18 @@ def test_the_remembered_verdict_is_drfs_own_first_time_and_after(accept, rendere
     assert _select(remembering, accept, renderer_classes) == expected  # from memory
 
 
-@pytest.mark.parametrize("query", ["?format=csv", "?format=json", "?format=xml"])
+@pytest.mark.parametrize("query", ["?format=csv", "?format=json"])
 def test_a_format_override_is_negotiated_as_drf_does(query):
     classes = [JSONRenderer, CSVRenderer]
     expected = _select(DefaultContentNegotiation(), "application/json", classes, query)
     assert _select(RememberingContentNegotiation(), "application/json", classes, query) == expected
+
+
+def test_a_format_no_renderer_has_is_a_400_naming_the_parameter_and_the_formats():
+    assert _select(DefaultContentNegotiation(), "application/json", [JSONRenderer, CSVRenderer], "?format=xml") == (
+        "not found"
+    )
+    with pytest.raises(exceptions.ValidationError) as refused:
+        _select(RememberingContentNegotiation(), "application/json", [JSONRenderer, CSVRenderer], "?format=xml")
+    (message,) = refused.value.detail["format"]
+    assert "'xml'" in message and message.endswith("json, csv")

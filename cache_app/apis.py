@@ -4,6 +4,8 @@ Endpoints that name a model (clear by ``model_id``, warm, verify) live in ``pred
 ``cache_app`` knows artifacts, not models."""
 
 from django.http import HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_safe
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -44,5 +46,8 @@ class CacheMetricsApi(APIView):
         return Response(selectors.cache_metrics(hours=query["hours"]))
 
 
+# GET and HEAD only; exempt from CSRF, which would otherwise refuse other methods with its 403 before the 405.
+@csrf_exempt
+@require_safe
 def metrics_view(request):
     return HttpResponse(metrics.metrics_render(), content_type="text/plain; version=0.0.4; charset=utf-8")

@@ -34,3 +34,15 @@ def test_metrics_endpoint_exposes_cache_counters(client, settings):
     counters().record("memory", hits=3)
     body = client.get("/metrics").content.decode()
     assert 'model_cache_requests_total{outcome="hit",tier="memory"}' in body
+
+
+@pytest.mark.django_db
+def test_metrics_answer_get_and_head_only(settings):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)  # as a browser or scraper meets it
+    assert client.get("/metrics").status_code == 200 and client.head("/metrics").status_code == 200
+    for method in ("post", "put", "patch", "delete", "options", "trace"):
+        response = client.generic(method.upper(), "/metrics")
+        assert response.status_code == 405, (method, response.status_code)
+        assert set(response["Allow"].split(", ")) == {"GET", "HEAD"}

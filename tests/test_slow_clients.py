@@ -102,3 +102,29 @@ def test_slow_clients_do_not_delay_a_good_request_behind_nginx(django_user_model
         if proxy is not None:
             proxy.stop()
         node.stop()
+
+
+def _interim_answer(proxy_url: str, path: str, body_bytes: int) -> str:
+    """nginx's first answer to a request announcing ``body_bytes`` and asking to continue: "100" to go on,
+    "413" when the body is over the location's limit. nginx answers either itself, before any byte is sent."""
+    host, port = proxy_url.split("://", 1)[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/csv\r\n"
+                     f"Content-Length: {body_bytes}\r\nExpect: 100-continue\r\n\r\n".encode())
+        return sock.recv(64).split(b" ", 2)[1].decode()
+
+
+def test_nginx_takes_model_archives_to_the_publish_limit_and_other_bodies_to_the_job_limit(tmp_path):
+    if nginx_executable() is None:
+        pytest.skip(f"nginx not found; {INSTALL_HINT}")
+    proxy = nginx_start(upstream="127.0.0.1:9", folder=tmp_path / "nginx")  # nothing is sent upstream
+    gib = 1024**3
+    try:
+        for path in ("/api/models/churn/versions", "/admin/predictions/mlmodel/upload/"):
+            assert _interim_answer(proxy.url, path, 10 * gib) == "100", path
+            assert _interim_answer(proxy.url, path, 11 * gib) == "413", path
+        for path in ("/api/jobs/", "/api/models/churn/predict", "/api/models/churn/versions/x"):
+            assert _interim_answer(proxy.url, path, 256 * 1024**2) == "100", path
+            assert _interim_answer(proxy.url, path, gib) == "413", path
+    finally:
+        proxy.stop()
